@@ -1,0 +1,1 @@
+"""Augmentation: strategies, verification, dedup, decontamination, the Ray Data pipeline."""

@@ -1,0 +1,1 @@
+"""Generation engines shared by augment and evaluate (local HF models, OpenAI-compatible endpoints)."""

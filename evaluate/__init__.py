@@ -1,0 +1,1 @@
+"""Evaluation: scoring runs, statistics, reports and plots."""

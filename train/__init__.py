@@ -1,0 +1,1 @@
+"""Training: mixtures, curriculum, batching, model building, DeepSpeed, the loop, the Ray Train driver."""
