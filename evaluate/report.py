@@ -1,0 +1,284 @@
+"""The scaling-by-data report: results table, paired tests, scaling plot and report.md.
+
+Input: one result dict per finished arm (what ``augscale ablate`` writes to
+``arms/{arm}/result.json``) and, per arm, its per-item scores (``items.parquet``: ``id``,
+``correct``). Output, in the run folder: ``results.csv``, ``results.md``, ``scaling.png`` and
+``report.md``.
+
+Arm result dict, e.g.::
+
+    {"arm": "n2000-substitute-random-s0", "n_train": 2000, "n_original": 1000, "n_augmented": 1000,
+     "strategy": "substitute", "curriculum": "random", "seed": 0, "baseline": false,
+     "metrics": {"accuracy": 0.031, "format_validity": 0.94, "reference_loss": 1.82, "n": 200},
+     "train_tokens": 310000, "train_seconds": 95.1, "optimizer_steps": 125,
+     "generation_tokens": 0, "cost_usd": 0.0}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from scipy import stats as sps
+
+Z95 = 1.959963984540054
+# Lower is better for these; the gain per doubling is still reported as a signed slope.
+LOWER_IS_BETTER = {"reference_loss"}
+
+
+def mcnemar_exact(a: list[bool], b: list[bool]) -> dict[str, Any]:
+    """Exact McNemar test on paired binary outcomes (same items, two systems).
+
+    Returns:
+        ``{"b_only": n10, "a_only": n01, "p_value": p}``; p is the two-sided binomial test on the
+        discordant pairs (1.0 when there are none).
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired outcomes differ in length: {len(a)} vs {len(b)}")
+    a_only = sum(1 for x, y in zip(a, b) if x and not y)
+    b_only = sum(1 for x, y in zip(a, b) if y and not x)
+    n = a_only + b_only
+    p = 1.0 if n == 0 else float(sps.binomtest(b_only, n, 0.5).pvalue)
+    return {"a_only": a_only, "b_only": b_only, "p_value": p}
+
+
+def mean_ci(values: list[float], *, proportion_n: int | None = None) -> tuple[float, float, float, float]:
+    """(mean, sd, low, high) over seeds; with one seed and a proportion, a Wilson interval on its n items."""
+    k = len(values)
+    mean = sum(values) / k
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1)) if k > 1 else 0.0
+    if k > 1:
+        half = float(sps.t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+        return mean, sd, mean - half, mean + half
+    if proportion_n:
+        n, p = proportion_n, mean
+        denom = 1 + Z95 ** 2 / n
+        centre = (p + Z95 ** 2 / (2 * n)) / denom
+        half = Z95 * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / denom
+        return mean, sd, max(0.0, centre - half), min(1.0, centre + half)
+    return mean, sd, mean, mean
+
+
+def _group_key(r: dict[str, Any]) -> tuple:
+    return (r["n_train"], r["strategy"], r["curriculum"])
+
+
+def paired_against_baseline(results: list[dict[str, Any]], items: dict[str, pl.DataFrame],
+                            headline: str) -> dict[str, dict[str, Any]]:
+    """Per arm: difference in the headline metric against the baseline arm of the same seed, and McNemar.
+
+    The baseline of a seed is its arm marked ``baseline`` (original data at the original size).
+    """
+    baselines = {r["seed"]: r for r in results if r.get("baseline")}
+    out: dict[str, dict[str, Any]] = {}
+    for r in results:
+        base = baselines.get(r["seed"])
+        if base is None or base["arm"] == r["arm"]:
+            continue
+        a, b = items.get(base["arm"]), items.get(r["arm"])
+        entry: dict[str, Any] = {"diff": r["metrics"][headline] - base["metrics"][headline], "p_value": None}
+        if a is not None and b is not None:
+            joined = a.select("id", pl.col("correct").alias("a")).join(
+                b.select("id", pl.col("correct").alias("b")), on="id", how="inner")
+            test = mcnemar_exact(joined["a"].to_list(), joined["b"].to_list())
+            entry.update(p_value=test["p_value"], n_paired=joined.height,
+                         gained=test["b_only"], lost=test["a_only"])
+        out[r["arm"]] = entry
+    return out
+
+
+def results_table(results: list[dict[str, Any]], items: dict[str, pl.DataFrame], metrics: list[str],
+                  headline: str) -> pl.DataFrame:
+    """One row per (n_train, strategy, curriculum), aggregated over seeds, with CIs and paired tests."""
+    paired = paired_against_baseline(results, items, headline)
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(_group_key(r), []).append(r)
+    rows = []
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2])):
+        arms = sorted(groups[key], key=lambda r: r["seed"])
+        first = arms[0]
+        row: dict[str, Any] = {
+            "arm": first["arm"].rsplit("-s", 1)[0], "n_train": first["n_train"],
+            "n_original": first["n_original"], "n_augmented": first["n_augmented"],
+            "strategy": first["strategy"], "curriculum": first["curriculum"],
+            "seeds": ",".join(str(r["seed"]) for r in arms), "baseline": bool(first.get("baseline")),
+        }
+        for m in metrics:
+            vals = [float(r["metrics"][m]) for r in arms if r["metrics"].get(m) is not None]
+            if not vals:
+                continue
+            is_prop = m not in LOWER_IS_BETTER and all(0.0 <= v <= 1.0 for v in vals)
+            mean, sd, lo, hi = mean_ci(vals, proportion_n=arms[0]["metrics"].get("n") if is_prop else None)
+            if is_prop:
+                lo, hi = max(0.0, lo), min(1.0, hi)
+            row.update({m: mean, f"{m}_sd": sd, f"{m}_ci_low": lo, f"{m}_ci_high": hi})
+        diffs = [paired[r["arm"]] for r in arms if r["arm"] in paired]
+        if diffs:
+            row[f"{headline}_diff"] = sum(d["diff"] for d in diffs) / len(diffs)
+            ps = [d["p_value"] for d in diffs if d["p_value"] is not None]
+            row["mcnemar_p"] = max(ps) if ps else None  # the weakest evidence among seeds
+        else:
+            row[f"{headline}_diff"], row["mcnemar_p"] = None, None
+        for col in ("train_tokens", "train_seconds", "optimizer_steps", "generation_tokens", "cost_usd"):
+            row[col] = sum(float(r.get(col) or 0) for r in arms) / len(arms)
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def gain_per_doubling(table: pl.DataFrame, headline: str) -> dict[str, float | None]:
+    """Least-squares slope of the headline metric against log2(n_train), per strategy/curriculum line.
+
+    Each line includes the baseline (original-only) point, so the slope is the gain per doubling of
+    data that the strategy's rows buy (the log-linear view of RFT and MuggleMath).
+    """
+    out: dict[str, float | None] = {}
+    base = table.filter(pl.col("baseline"))
+    for (strategy, curriculum), grp in table.group_by(["strategy", "curriculum"], maintain_order=True):
+        pts = grp if strategy == "original" else pl.concat([base, grp]).unique(subset=["n_train"], keep="last")
+        pts = pts.filter(pl.col(headline).is_not_null())
+        if pts["n_train"].n_unique() < 2:
+            out[f"{strategy}/{curriculum}"] = None
+            continue
+        x = [math.log2(v) for v in pts["n_train"].to_list()]
+        fit = sps.linregress(x, pts[headline].to_list())
+        out[f"{strategy}/{curriculum}"] = float(fit.slope)
+    return out
+
+
+def scaling_plot(table: pl.DataFrame, headline: str, original_size: int, path: Path,
+                 gains: dict[str, float | None], title: str) -> Path:
+    """Headline metric against n_train on a log2 axis, a line per strategy and curriculum, CI bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    base = table.filter(pl.col("baseline"))
+    for (strategy, curriculum), grp in table.group_by(["strategy", "curriculum"], maintain_order=True):
+        pts = grp if strategy == "original" else pl.concat([base, grp]).unique(subset=["n_train"], keep="last")
+        pts = pts.sort("n_train")
+        y = pts[headline].to_list()
+        lo = [m - l for m, l in zip(y, pts[f"{headline}_ci_low"].to_list())]
+        hi = [h - m for m, h in zip(y, pts[f"{headline}_ci_high"].to_list())]
+        gain = gains.get(f"{strategy}/{curriculum}")
+        label = f"{strategy} / {curriculum}" + (f"  ({gain:+.3f} per doubling)" if gain is not None else "")
+        ax.errorbar(pts["n_train"].to_list(), y, yerr=[lo, hi], marker="o", capsize=4, label=label)
+    ax.axvline(original_size, color="grey", linestyle="--", linewidth=1)
+    ax.annotate("original size", (original_size, ax.get_ylim()[1]), ha="right", va="top", fontsize=8,
+                color="grey", rotation=90)
+    ax.set_xscale("log", base=2)
+    sizes = sorted(set(table["n_train"].to_list()))
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("training examples (log2)")
+    ax.set_ylabel(headline)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def markdown_table(table: pl.DataFrame, metrics: list[str], headline: str) -> str:
+    head = ["arm", "n_train", "n_original", "n_augmented", "strategy", "curriculum", "seeds"]
+    cols = head + [f"{m} [95% CI] (sd)" for m in metrics if m in table.columns]
+    cols += [f"Δ{headline} vs original", "McNemar p", "train tokens", "train s", "gen tokens", "cost $"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in table.iter_rows(named=True):
+        cells = [_fmt(r[c]) for c in head]
+        for m in metrics:
+            if m in table.columns:
+                cells.append(f"{_fmt(r[m])} [{_fmt(r[f'{m}_ci_low'])}, {_fmt(r[f'{m}_ci_high'])}] "
+                             f"({_fmt(r[f'{m}_sd'])})")
+        diff = r.get(f"{headline}_diff")
+        cells += [("baseline" if r["baseline"] else _fmt(diff)), _fmt(r.get("mcnemar_p"), 4),
+                  f"{r['train_tokens']:,.0f}", f"{r['train_seconds']:.0f}", f"{r['generation_tokens']:,.0f}",
+                  f"{r['cost_usd']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(run_dir: Path, results: list[dict[str, Any]], items: dict[str, pl.DataFrame], *,
+                 metrics: list[str], headline: str, original_size: int, context: dict[str, Any]) -> Path:
+    """Write results.csv, results.md, scaling.png and report.md into ``run_dir``; return report.md."""
+    run_dir = Path(run_dir)
+    table = results_table(results, items, metrics, headline)
+    table.write_csv(run_dir / "results.csv")
+    md_table = markdown_table(table, metrics, headline)
+    (run_dir / "results.md").write_text(md_table + "\n")
+    gains = gain_per_doubling(table, headline)
+    plot = scaling_plot(table, headline, original_size, run_dir / "scaling.png", gains,
+                        f"{context.get('task', '')}: {headline} vs training data")
+    report = run_dir / "report.md"
+    report.write_text(_report_text(table, md_table, gains, headline, original_size, plot.name, context))
+    return report
+
+
+def _report_text(table: pl.DataFrame, md_table: str, gains: dict[str, float | None], headline: str,
+                 original_size: int, plot_name: str, ctx: dict[str, Any]) -> str:
+    base = table.filter(pl.col("baseline"))
+    base_line = (f"{_fmt(base[headline][0])} [{_fmt(base[f'{headline}_ci_low'][0])}, "
+                 f"{_fmt(base[f'{headline}_ci_high'][0])}]") if base.height else "–"
+    best = table.sort(headline, descending=headline not in LOWER_IS_BETTER).row(0, named=True)
+    sig = table.filter(pl.col("mcnemar_p").is_not_null() & (pl.col("mcnemar_p") < 0.05))
+    total_tokens = (table["train_tokens"] * table["seeds"].str.split(",").list.len()).sum()
+    total_seconds = (table["train_seconds"] * table["seeds"].str.split(",").list.len()).sum()
+    gain_lines = "\n".join(f"- `{k}`: {_fmt(v)} {headline} per doubling of training data" if v is not None
+                           else f"- `{k}`: one data size only, no slope" for k, v in gains.items())
+    return f"""# Scaling by data: {ctx.get('task', '')}
+
+**Question.** How much does {headline} on {ctx.get('eval_split', 'test')} improve when the training set
+grows beyond its original {original_size:,} examples, and with which data?
+
+## What was run
+- Task `{ctx.get('task')}`; seed snapshot `{ctx.get('seed_snapshot')}`; augmented snapshot(s) {ctx.get('augmented', '–')}.
+- Model: {ctx.get('model')}; budget mode `{ctx.get('budget_mode')}` ({ctx.get('budget_text', '')}).
+- {table.height} arm groups x seeds {sorted({s for ss in table['seeds'] for s in ss.split(',')})}; evaluation on
+  {ctx.get('eval_n', '?')} {ctx.get('eval_split', 'test')} items, the same items for every arm (so tests are paired).
+- Compute: {total_tokens:,.0f} training tokens in {total_seconds:,.0f} s of training, all arms together.
+
+## Results
+{md_table}
+
+CIs: with several seeds, a t interval over seeds (sd in brackets); with one seed, a Wilson interval over
+the evaluation items. Δ is against the original-size, original-only arm of the same seed; the McNemar p-value
+is the exact test on the same items (the largest over seeds).
+
+![scaling plot]({plot_name})
+
+## What changed, and how sure we are
+- Original-size baseline: {headline} {base_line}.
+- Best arm: `{best['arm']}` with {headline} {_fmt(best[headline])} [{_fmt(best[f'{headline}_ci_low'])}, {_fmt(best[f'{headline}_ci_high'])}].
+- Arms that differ from the baseline at p < 0.05 (exact McNemar): {', '.join(sig['arm'].to_list()) or 'none'}.
+- Fitted gain per doubling of data (slope against log2 n_train):
+{gain_lines}
+
+{ctx.get('notes', '')}
+"""
+
+
+def load_results(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, pl.DataFrame]]:
+    """Every finished arm's result.json and items.parquet under ``run_dir/arms``."""
+    results, items = [], {}
+    for path in sorted(Path(run_dir).glob("arms/*/result.json")):
+        r = json.loads(path.read_text())
+        results.append(r)
+        ip = path.parent / "items.parquet"
+        if ip.is_file():
+            items[r["arm"]] = pl.read_parquet(ip)
+    return results, items
