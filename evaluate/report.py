@@ -70,12 +70,14 @@ def paired_against_baseline(results: list[dict[str, Any]], items: dict[str, pl.D
                             headline: str) -> dict[str, dict[str, Any]]:
     """Per arm: difference in the headline metric against the baseline arm of the same seed, and McNemar.
 
-    The baseline of a seed is its arm marked ``baseline`` (original data at the original size).
+    The baseline is the arm marked ``baseline`` (original data at the original size) of the same seed
+    and curriculum, else the seed's random-order baseline.
     """
-    baselines = {r["seed"]: r for r in results if r.get("baseline")}
+    baselines = {(r["seed"], r["curriculum"]): r for r in results if r.get("baseline")}
+    by_seed = {r["seed"]: r for r in results if r.get("baseline") and r["curriculum"] == "random"}
     out: dict[str, dict[str, Any]] = {}
     for r in results:
-        base = baselines.get(r["seed"])
+        base = baselines.get((r["seed"], r["curriculum"])) or by_seed.get(r["seed"])
         if base is None or base["arm"] == r["arm"]:
             continue
         a, b = items.get(base["arm"]), items.get(r["arm"])

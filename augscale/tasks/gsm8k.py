@@ -12,18 +12,39 @@ from pathlib import Path
 from typing import Any
 
 from augscale.tasks.arith import NUMBER_RE, annotations, check_annotations, parse_number
-from augscale.tasks.base import RawDataError, Task, Verdict, make_record, read_jsonl, stable_bucket, wilson_interval
+from augscale.tasks.base import RawDataError, Task, Verdict, make_record, read_jsonl, stable_bucket
 
-FINAL_RE = re.compile(r"####\s*(-?\$?\s*-?[\d,]*\.?\d+)\.?")
+# The number right after a ``####``: sign, ``$``, digits with thousands commas, decimals; a
+# trailing ``.`` (end of sentence) is left out.
+FINAL_RE = re.compile(r"\s*(-?\$?\s*-?(?:\d[\d,]*(?:\.\d+)?|\.\d+))")
 VALID_SHARE = 0.05
 
 
 def final_answer(solution: str) -> str | None:
-    """The number after the first ``####`` (commas, a leading ``$`` and a trailing ``.`` allowed)."""
-    m = FINAL_RE.search(solution)
+    """The number after the first ``####`` (commas, a leading ``$`` and a trailing ``.`` allowed).
+
+    None when there is no ``####`` or the first one is not followed by a number (strict:
+    a later ``####`` is not searched, as the answer format promises one).
+    """
+    at = solution.find("####")
+    if at < 0:
+        return None
+    m = FINAL_RE.match(solution, at + 4)
     if not m:
         return None
     return m.group(1).replace(",", "").replace("$", "").replace(" ", "").rstrip(".")
+
+
+def reference_number(reference: str) -> str:
+    """A gsm8k reference (a bare number, or a solution ending in ``#### n``) -> the number.
+
+    Raises:
+        ValueError: neither form.
+    """
+    ref = final_answer(reference) if "####" in reference else reference.strip().replace(",", "").replace("$", "")
+    if ref is None or parse_number(ref) is None:
+        raise ValueError(f"gsm8k reference {reference[:60]!r} is neither a number nor a solution ending in '#### n'")
+    return ref
 
 
 def last_number(text: str) -> str | None:
@@ -91,8 +112,16 @@ class GSM8kTask(Task):
         return final_answer(self.cut_target(text))
 
     def score(self, prediction: str, reference: str, context: str | None = None) -> dict[str, Any]:
-        """Strict: number after the first ``####``; flexible: the last number. Compared numerically."""
-        ref = final_answer(reference) if "####" in reference else reference.strip().replace(",", "").replace("$", "")
+        """Strict: number after the first ``####``; flexible: the last number. Compared numerically.
+
+        Both read the generated answer only (after START_A, before the end token), as
+        lm-evaluation-harness's strict-match and flexible-extract do, but compare numbers
+        (``5.00`` equals ``5``) rather than strings.
+
+        Raises:
+            ValueError: the reference is neither a number nor a solution ending in ``#### n``.
+        """
+        ref = reference_number(reference)
         cut = self.cut_target(prediction)
         extracted = final_answer(cut)
         flexible = last_number(cut)

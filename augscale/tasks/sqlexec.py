@@ -50,7 +50,8 @@ _DENIED_FUNCTIONS = {"load_extension"}
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike, exp.Glob)
 _CLAUSES = ("where", "group", "having", "order", "limit")
 _SQL_BLOCK_RE = re.compile(r"<SQL>(.*?)(?:</SQL>|$)", re.S | re.I)
-_FENCE_RE = re.compile(r"```(?:sql|sqlite)?[ \t]*\n?(.*?)(?:```|$)", re.S | re.I)
+# sqlite before sql: the alternation takes the first that matches, and ```sqlite would leave "ite".
+_FENCE_RE = re.compile(r"```(?:sqlite|sql)?[ \t]*\n?(.*?)(?:```|$)", re.S | re.I)
 _CREATE_SPLIT_RE = re.compile(r"[;,]\s*(?=CREATE\s+TABLE\b)", re.I)
 _QUOTED_RE = re.compile(r"('(?:[^']|'')*')")
 
@@ -213,7 +214,10 @@ def literal_values(sql: str) -> list:
     if tree is None:
         return []
     tree = _strings_to_literals(tree)
-    return [v for v in (_value(lit) for lit in tree.find_all(exp.Literal)) if v is not None]
+    # ``-3`` parses as Neg(Literal(3)): take the value of the Neg, or the sign is lost.
+    nodes = (lit.parent if isinstance(lit.parent, exp.Neg) and not lit.is_string else lit
+             for lit in tree.find_all(exp.Literal))
+    return [v for v in map(_value, nodes) if v is not None]
 
 
 def where_literals(sql: str) -> list[exp.Literal]:
@@ -261,7 +265,8 @@ def run_sandboxed(
     """Run one read-only query; ``(rows, None)`` or ``(None, reason)``, never raises for bad SQL.
 
     Reasons: ``"empty"``, ``"multiple_statements"``, ``"not_a_select"``, ``"denied: <action>"``
-    (e.g. ``"denied: drop_table"``, ``"denied: load_extension"``), ``"timeout"``,
+    (SQLite's first denied action, e.g. ``"denied: attach"``, ``"denied: load_extension"``;
+    ``DROP TABLE`` reads ``"denied: delete"``, a delete from sqlite_master), ``"timeout"``,
     ``"too_many_rows"``, ``"error: <sqlite message>"``.
     """
     sql = sql.strip().rstrip(";").strip()

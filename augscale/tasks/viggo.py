@@ -85,10 +85,26 @@ def parse_mr(text: str) -> MR:
             attrs.append((name, None))
 
 
-def _value_set(value: str | None) -> frozenset[str]:
+def split_values(value: str) -> list[str]:
+    """A multi-valued attribute's items: split at commas outside parentheses and brackets."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(value):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            items.append(value[start:i])
+            start = i + 1
+    items.append(value[start:])
+    return [v for v in items if v.strip()]
+
+
+def value_set(value: str | None) -> frozenset[str]:
+    """An attribute's value for comparison: a set of items, case-folded, whitespace collapsed."""
     if value is None:
         return frozenset()
-    return frozenset(normalize_ws(v).lower() for v in value.split(",") if v.strip())
+    return frozenset(normalize_ws(v).lower() for v in split_values(value))
 
 
 class ViggoTask(Task):
@@ -138,6 +154,15 @@ class ViggoTask(Task):
             return None
 
     def score(self, prediction: str, reference: str, context: str | None = None) -> dict[str, Any]:
+        """The case study's checks on the MR cut from the prediction (end token and trailing text ignored).
+
+        ``correct`` = same function and same set of attribute names; ``order_correct``: the names
+        in the reference's order; ``exact``: function, order and values (each a case-insensitive
+        set of items). An unparseable prediction is false on every check.
+
+        Raises:
+            MRParseError: the reference is not an MR.
+        """
         ref = parse_mr(reference)
         try:
             pred = parse_mr(self.cut_target(prediction))
@@ -147,7 +172,7 @@ class ViggoTask(Task):
         function_ok = pred.function == ref.function
         attrs_ok = set(pred.names) == set(ref.names)
         order_ok = pred.names == ref.names
-        values_ok = order_ok and all(_value_set(pv) == _value_set(rv) for (_, pv), (_, rv)
+        values_ok = order_ok and all(value_set(pv) == value_set(rv) for (_, pv), (_, rv)
                                      in zip(pred.attributes, ref.attributes))
         return {"function_correct": function_ok, "attributes_correct": attrs_ok, "order_correct": order_ok,
                 "exact": function_ok and values_ok, "correct": function_ok and attrs_ok}

@@ -1,0 +1,71 @@
+"""The one wrapper around ``Dataset.map_batches``, so that Ray's changing arguments live here.
+
+Ray Data's actor-pool arguments have moved between releases (``compute=ActorPoolStrategy``,
+then ``concurrency=``, which Ray 2.60 deprecates again in favour of ``compute=``). Every
+stage of augscale calls :func:`map_batches` instead of ``ds.map_batches``, with plain
+arguments: a callable class gets a fixed or autoscaling actor pool, a function gets tasks.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+
+def _compute(is_class: bool, concurrency: int | tuple[int, int] | None):
+    """``concurrency`` (n, or (min, max)) -> Ray's compute strategy object (None: Ray's default)."""
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
+
+    if is_class:
+        if concurrency is None:
+            concurrency = 1  # one actor holding the model; Ray's default autoscales without bound
+        if isinstance(concurrency, int):
+            return ActorPoolStrategy(size=concurrency)
+        if len(concurrency) == 2:
+            return ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
+        lo, hi, initial = concurrency
+        return ActorPoolStrategy(min_size=lo, max_size=hi, initial_size=initial)
+    if concurrency is None:
+        return None
+    if not isinstance(concurrency, int):
+        raise ValueError(f"concurrency for a function must be one number of tasks, got {concurrency!r}")
+    return TaskPoolStrategy(size=concurrency)
+
+
+def map_batches(ds, fn_or_class: Callable | type, *, batch_size: int | None, concurrency: int | tuple | None = None,
+                num_cpus: float | None = None, num_gpus: float | None = None,
+                fn_constructor_kwargs: dict[str, Any] | None = None, **kw: Any):
+    """Apply a function (Ray tasks) or a callable class (an actor pool) to batches of ``ds``.
+
+    Args:
+        ds: a ``ray.data.Dataset``.
+        fn_or_class: ``f(batch) -> batch``, or a class whose ``__init__`` loads what is expensive
+            (a model, a client) once per actor and whose ``__call__(batch)`` returns a batch.
+        batch_size: rows per batch (an explicit number: required when ``num_gpus`` is set).
+        concurrency: for a class, the actor pool: ``n`` fixed actors (default 1), ``(min, max)``
+            autoscaling, or ``(min, max, initial)``; for a function, at most ``n`` tasks at once.
+        num_cpus, num_gpus: resources reserved per actor or task (``num_gpus=1``: one GPU per model copy).
+        fn_constructor_kwargs: keyword arguments of the class's ``__init__`` (classes only).
+        **kw: passed through to ``Dataset.map_batches`` (``batch_format``, ``zero_copy_batch``,
+            ``runtime_env``, ``memory``, ...).
+
+    Returns:
+        The lazily transformed dataset.
+
+    Raises:
+        ValueError: constructor arguments given for a function, or a bad ``concurrency`` for one.
+    """
+    is_class = inspect.isclass(fn_or_class)
+    if fn_constructor_kwargs and not is_class:
+        raise ValueError("fn_constructor_kwargs is only for a callable class, not a function")
+    args: dict[str, Any] = {"batch_size": batch_size, **kw}
+    compute = _compute(is_class, concurrency)
+    if compute is not None:
+        args["compute"] = compute
+    if num_cpus is not None:
+        args["num_cpus"] = num_cpus
+    if num_gpus:
+        args["num_gpus"] = num_gpus
+    if fn_constructor_kwargs:
+        args["fn_constructor_kwargs"] = fn_constructor_kwargs
+    return ds.map_batches(fn_or_class, **args)
