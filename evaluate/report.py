@@ -24,25 +24,11 @@ from typing import Any
 import polars as pl
 from scipy import stats as sps
 
+from augscale.evaluate.stats import mcnemar_exact
+
 Z95 = 1.959963984540054
 # Lower is better for these; the gain per doubling is still reported as a signed slope.
 LOWER_IS_BETTER = {"reference_loss"}
-
-
-def mcnemar_exact(a: list[bool], b: list[bool]) -> dict[str, Any]:
-    """Exact McNemar test on paired binary outcomes (same items, two systems).
-
-    Returns:
-        ``{"b_only": n10, "a_only": n01, "p_value": p}``; p is the two-sided binomial test on the
-        discordant pairs (1.0 when there are none).
-    """
-    if len(a) != len(b):
-        raise ValueError(f"paired outcomes differ in length: {len(a)} vs {len(b)}")
-    a_only = sum(1 for x, y in zip(a, b) if x and not y)
-    b_only = sum(1 for x, y in zip(a, b) if y and not x)
-    n = a_only + b_only
-    p = 1.0 if n == 0 else float(sps.binomtest(b_only, n, 0.5).pvalue)
-    return {"a_only": a_only, "b_only": b_only, "p_value": p}
 
 
 def mean_ci(values: list[float], *, proportion_n: int | None = None) -> tuple[float, float, float, float]:

@@ -8,7 +8,8 @@ import random
 import polars as pl
 import pytest
 
-from augscale.evaluate.report import gain_per_doubling, load_results, mcnemar_exact, results_table, write_report
+from augscale.evaluate.report import gain_per_doubling, load_results, results_table, write_report
+from augscale.evaluate.stats import mcnemar_exact
 
 
 def test_mcnemar_exact_matches_binomial():
