@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(VENV)/bin/augscale data prepare gsm8k --json
+	$(VENV)/bin/augscale demo
 
 test: install
 	$(VENV)/bin/python -m pytest

@@ -64,7 +64,14 @@ def test_every_config_under_configs_validates():
     for path in files:
         kind = config_kind(path)
         assert kind in CONFIG_MODELS, f"{path}: no config model for kind {kind!r}"
-        load_config(path, CONFIG_MODELS[kind])
+        cfg = load_config(path, CONFIG_MODELS[kind])
+        if kind == "ablate":  # the base train config and the augment config it names load too
+            from augscale.config import AugmentConfig
+            from augscale.experiment.runner import load_train_base
+
+            load_train_base(cfg, path.parent)
+            if cfg.augment.config:
+                load_config(path.parent / cfg.augment.config, AugmentConfig)
         first = path.read_text().splitlines()[0]
         assert first.startswith("# augscale "), f"{path}: must begin with the command that runs it"
 

@@ -1,0 +1,1 @@
+"""Scaling-by-data experiments: the arm grid, the runner that trains and evaluates each arm, the demo."""

@@ -1,0 +1,103 @@
+"""augscale ablate: a tiny grid (2 sizes x 2 seeds) is killed, resumes without retraining finished
+arms, keeps nested subsets, gives every arm the same optimizer steps under the `steps` budget,
+and reports CIs and paired tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from augscale.experiment.grid import arm_sizes, enumerate_arms
+
+TINY = """# augscale ablate tiny.yaml
+kind: ablate
+task: {{name: gsm8k}}
+data: {{data_dir: {data_dir}, cache_dir: {cache_dir}}}
+original_size: 64
+train:
+  kind: train
+  task: {{name: gsm8k}}
+  model:
+    init: {{task: {{name: gsm8k}}, vocab_size: 600, hidden_size: 32, num_layers: 1, num_heads: 2,
+           tokenizer_max_texts: 64}}
+  data: {{valid_limit: 16}}
+  batching: {{micro_batch_size: 8, window: 32, max_seq_len: 256}}
+  optimizer: {{lr: 3.0e-3}}
+  schedule: {{warmup_steps: 1}}
+  deepspeed: {{zero_stage: 2}}
+  scaling: {{num_workers: 2, cpus_per_worker: 1}}
+  progress: false
+eval: {{split: test, limit: 12, max_new_tokens: 8, batch_size: 12}}
+arms: {{sizes: [0.5, 1], strategies: [original], curricula: [random], seeds: [0, 1]}}
+budget: {{mode: steps, steps: 3}}
+out_dir: {out_dir}
+"""
+
+
+def test_grid_enumeration_and_sizes():
+    sizes = arm_sizes([0.5, 1, 2, 4], 1000, True)
+    assert sizes == [500, 1000, 2000, 4000]
+    arms = enumerate_arms(sizes=sizes, original_size=1000, strategies=["original", "substitute", "rephrase"],
+                          curricula=["random"], seeds=[0, 1])
+    names = [a.name for a in arms]
+    assert "n500-original-random-s0" in names and "n4000-rephrase-random-s1" in names
+    assert "n2000-original-random-s0" not in names  # originals cannot grow past the original size
+    assert [a.name for a in arms if a.baseline] == ["n1000-original-random-s0", "n1000-original-random-s1"]
+    assert len(arms) == 2 * (2 + 2 * 2)
+
+
+def _run(cfg: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "augscale.cli", "ablate", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_tiny_grid_killed_then_resumed(tmp_path, data_dir, cache_dir):
+    out = tmp_path / "run"
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY.format(data_dir=data_dir, cache_dir=cache_dir, out_dir=out))
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "RAY_ADDRESS": ""}
+    env.pop("RAY_ADDRESS")
+
+    proc = _run(cfg, env)
+    first = out / "arms" / "n32-original-random-s0" / "result.json"
+    deadline = time.monotonic() + 600
+    while not first.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(1)
+    assert first.is_file(), proc.stdout.read() if proc.poll() is not None else "first arm never finished"
+    os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the driver and its Ray processes mid-grid
+    proc.wait()
+    done_before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("arms/*/result.json")}
+    assert 1 <= len(done_before) < 4
+
+    proc = _run(cfg, env)
+    output, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, output[-3000:]
+    assert output.strip().splitlines()[-1].endswith("report.md")
+    for name in done_before:
+        assert f"{name}: finished earlier, reused" in output
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("arms/*/result.json")}
+    assert len(after) == 4
+    assert all(after[n] == t for n, t in done_before.items())  # finished arms were not retrained
+
+    results = {n: json.loads((out / "arms" / n / "result.json").read_text()) for n in after}
+    assert {r["optimizer_steps"] for r in results.values()} == {3}  # the `steps` budget
+    for seed in (0, 1):  # nested subsets: the smaller arm's rows are inside the larger one's
+        small = set(pl.read_parquet(out / "arms" / f"n32-original-random-s{seed}" / "train" / "data" / "train.parquet")["id"])
+        large = set(pl.read_parquet(out / "arms" / f"n64-original-random-s{seed}" / "train" / "data" / "train.parquet")["id"])
+        assert len(small) == 32 and len(large) == 64 and small < large
+
+    table = pl.read_csv(out / "results.csv")
+    for col in ("accuracy_ci_low", "accuracy_ci_high", "accuracy_sd", "accuracy_diff", "mcnemar_p", "seeds"):
+        assert col in table.columns
+    assert table.height == 2 and set(table["seeds"].cast(pl.String)) == {"0,1"}
+    report = (out / "report.md").read_text()
+    assert "McNemar" in report and (out / "scaling.png").is_file()
