@@ -102,7 +102,7 @@ def results_table(results: list[dict[str, Any]], items: dict[str, pl.DataFrame],
             is_prop = m not in LOWER_IS_BETTER and all(0.0 <= v <= 1.0 for v in vals)
             mean, sd, lo, hi = mean_ci(vals, proportion_n=arms[0]["metrics"].get("n") if is_prop else None)
             if is_prop:
-                lo, hi = max(0.0, lo), min(1.0, hi)
+                lo, hi = max(0.0, min(lo, mean)), min(1.0, max(hi, mean))
             row.update({m: mean, f"{m}_sd": sd, f"{m}_ci_low": lo, f"{m}_ci_high": hi})
         diffs = [paired[r["arm"]] for r in arms if r["arm"] in paired]
         if diffs:
@@ -151,8 +151,9 @@ def scaling_plot(table: pl.DataFrame, headline: str, original_size: int, path: P
         pts = grp if strategy == "original" else pl.concat([base, grp]).unique(subset=["n_train"], keep="last")
         pts = pts.sort("n_train")
         y = pts[headline].to_list()
-        lo = [m - l for m, l in zip(y, pts[f"{headline}_ci_low"].to_list())]
-        hi = [h - m for m, h in zip(y, pts[f"{headline}_ci_high"].to_list())]
+        # float noise can put a bound a hair past the mean (Wilson at p = 0): clamp the bar lengths
+        lo = [max(0.0, m - l) for m, l in zip(y, pts[f"{headline}_ci_low"].to_list())]
+        hi = [max(0.0, h - m) for m, h in zip(y, pts[f"{headline}_ci_high"].to_list())]
         gain = gains.get(f"{strategy}/{curriculum}")
         label = f"{strategy} / {curriculum}" + (f"  ({gain:+.3f} per doubling)" if gain is not None else "")
         ax.errorbar(pts["n_train"].to_list(), y, yerr=[lo, hi], marker="o", capsize=4, label=label)
@@ -213,12 +214,14 @@ def write_report(run_dir: Path, results: list[dict[str, Any]], items: dict[str, 
     plot = scaling_plot(table, headline, original_size, run_dir / "scaling.png", gains,
                         f"{context.get('task', '')}: {headline} vs training data")
     report = run_dir / "report.md"
-    report.write_text(_report_text(table, md_table, gains, headline, original_size, plot.name, context))
+    other = {m: gain_per_doubling(table, m) for m in metrics if m != headline}
+    report.write_text(_report_text(table, md_table, gains, headline, original_size, plot.name, context, other))
     return report
 
 
 def _report_text(table: pl.DataFrame, md_table: str, gains: dict[str, float | None], headline: str,
-                 original_size: int, plot_name: str, ctx: dict[str, Any]) -> str:
+                 original_size: int, plot_name: str, ctx: dict[str, Any],
+                 other_gains: dict[str, dict[str, float | None]] | None = None) -> str:
     base = table.filter(pl.col("baseline"))
     base_line = (f"{_fmt(base[headline][0])} [{_fmt(base[f'{headline}_ci_low'][0])}, "
                  f"{_fmt(base[f'{headline}_ci_high'][0])}]") if base.height else "–"
@@ -226,6 +229,14 @@ def _report_text(table: pl.DataFrame, md_table: str, gains: dict[str, float | No
     sig = table.filter(pl.col("mcnemar_p").is_not_null() & (pl.col("mcnemar_p") < 0.05))
     total_tokens = (table["train_tokens"] * table["seeds"].str.split(",").list.len()).sum()
     total_seconds = (table["train_seconds"] * table["seeds"].str.split(",").list.len()).sum()
+    other_lines = "\n".join(
+        f"- {m}: " + "; ".join(f"`{k}` {_fmt(v)}" for k, v in g.items() if v is not None) + " per doubling"
+        for m, g in (other_gains or {}).items() if any(v is not None for v in g.values()))
+    if other_lines:
+        other_lines = ("Other metrics, same fit (reference_loss is the mean per-token loss of the reference answers: "
+                       "lower is better, and it moves even when a small model's accuracy is near zero):\n"
+                       + other_lines)
+    gen_tokens, cost = table["generation_tokens"].sum(), table["cost_usd"].sum()
     gain_lines = "\n".join(f"- `{k}`: {_fmt(v)} {headline} per doubling of training data" if v is not None
                            else f"- `{k}`: one data size only, no slope" for k, v in gains.items())
     return f"""# Scaling by data: {ctx.get('task', '')}
@@ -238,7 +249,8 @@ grows beyond its original {original_size:,} examples, and with which data?
 - Model: {ctx.get('model')}; budget mode `{ctx.get('budget_mode')}` ({ctx.get('budget_text', '')}).
 - {table.height} arm groups x seeds {sorted({s for ss in table['seeds'] for s in ss.split(',')})}; evaluation on
   {ctx.get('eval_n', '?')} {ctx.get('eval_split', 'test')} items, the same items for every arm (so tests are paired).
-- Compute: {total_tokens:,.0f} training tokens in {total_seconds:,.0f} s of training, all arms together.
+- Cost: {total_tokens:,.0f} training tokens in {total_seconds:,.0f} s of training, all arms together;
+  {gen_tokens:,.0f} LLM generation tokens for augmentation (${cost:,.2f}).
 
 ## Results
 {md_table}
@@ -255,6 +267,8 @@ is the exact test on the same items (the largest over seeds).
 - Arms that differ from the baseline at p < 0.05 (exact McNemar): {', '.join(sig['arm'].to_list()) or 'none'}.
 - Fitted gain per doubling of data (slope against log2 n_train):
 {gain_lines}
+
+{other_lines}
 
 {ctx.get('notes', '')}
 """

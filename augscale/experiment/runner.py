@@ -242,6 +242,7 @@ def run_ablation(cfg: AblateConfig, *, config_dir: Path, augment_fn: Callable[..
         "eval_n": results[0]["metrics"].get("n") if results else "?",
         "notes": f"Wall time of this invocation: {time.monotonic() - start:,.0f} s.",
     }
+    _write_json(out / "context.json", context)
     return write_report(out, results, items, metrics=metrics, headline=headline, original_size=n0, context=context)
 
 
@@ -260,7 +261,10 @@ def report_only(run_dir: Path) -> Path:
     n0 = next((r["n_train"] for r in results if r.get("baseline")), results[0]["n_original"])
     metrics = [m for m in ("accuracy", "format_validity", "reference_loss", "mean_output_tokens")
                if any(m in r["metrics"] for r in results)]
-    context = {"task": cfg.task.name, "budget_mode": cfg.budget.mode, "eval_split": cfg.eval.split,
-               "eval_n": results[0]["metrics"].get("n")}
+    context_file = run_dir / "context.json"
+    context = json.loads(context_file.read_text()) if context_file.is_file() else {
+        "task": cfg.task.name, "budget_mode": cfg.budget.mode, "eval_split": cfg.eval.split}
+    context["eval_n"] = results[0]["metrics"].get("n")
+    context["notes"] = f"Report rebuilt by `augscale report` from {len(results)} finished arm(s)."
     return write_report(run_dir, results, items, metrics=metrics, headline=cfg.headline, original_size=n0,
                         context=context)
