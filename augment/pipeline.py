@@ -230,8 +230,9 @@ def _run_strategy(task: Task, spec: StrategySpec, plan: list[dict[str, int]], *,
 
     from augscale.llm.raydata import map_batches
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=True)
+    from augscale.llm.raydata import ensure_ray
+
+    ensure_ray()
     ctx = ray.data.DataContext.get_current()
     saved = ctx.enable_progress_bars
     ctx.enable_progress_bars = False  # ours is the one bar

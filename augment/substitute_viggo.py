@@ -40,8 +40,12 @@ def mentions(sentence: str, piece: str) -> bool:
     return bool(_pattern(piece).search(sentence))
 
 
-def attribute_values(mrs: Iterable[str]) -> dict[str, list[str]]:
-    """Attribute -> the distinct values seen, sorted (the vocabulary substitutes draw from)."""
+def attribute_values(mrs: Iterable[str], skip: frozenset[str] = SKIPPED_VALUES) -> dict[str, list[str]]:
+    """Attribute -> the distinct values seen, sorted (the vocabulary substitutes draw from).
+
+    ``skip``: values left out, lowercased (by default empty, yes and no, which a sentence
+    rarely writes verbatim; pass ``frozenset({""})`` to keep yes/no).
+    """
     seen: dict[str, set[str]] = {}
     for text in mrs:
         try:
@@ -49,7 +53,7 @@ def attribute_values(mrs: Iterable[str]) -> dict[str, list[str]]:
         except MRParseError:
             continue
         for attr, value in mr.attributes:
-            if value is not None and value.strip().lower() not in SKIPPED_VALUES:
+            if value is not None and value.strip().lower() not in skip:
                 seen.setdefault(attr, set()).add(value.strip())
     return {a: sorted(v) for a, v in sorted(seen.items())}
 

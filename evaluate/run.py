@@ -69,8 +69,9 @@ def _local_gpus(num_gpus: float | None) -> float:
         return num_gpus
     import ray
 
-    if not ray.is_initialized():
-        ray.init()
+    from augscale.llm.raydata import ensure_ray
+
+    ensure_ray()
     return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
 
 

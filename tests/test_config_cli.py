@@ -76,7 +76,7 @@ def test_every_config_under_configs_validates():
         assert first.startswith("# augscale "), f"{path}: must begin with the command that runs it"
 
 
-def _walk(cmd: click.Command, path: list[str]):
+def _walk(cmd, path: list[str]):
     yield path, cmd
     if hasattr(cmd, "commands"):  # a group (typer vendors its own click classes)
         for name, sub in cmd.commands.items():

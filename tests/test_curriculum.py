@@ -57,11 +57,14 @@ def test_easy_to_hard_rises_across_an_epoch_through_the_ray_data_stream(ray_sess
     import ray.data
 
     from augscale.train.batching import micro_batches, token_dataset
+    from augscale.tasks import get_task
     from augscale.train.mixture import build_mixture, write_mixture
+    from augscale.train.model import load_tokenizer
 
     mix = build_mixture(gsm8k_snapshot.path, size=1024, seed=0)
     path = write_mixture(mix, tmp_path / "train.parquet", curriculum="easy_to_hard", seed=0, row_group_size=200)
-    ds = token_dataset(str(path), tokenizer_path=str(tiny_model), task_name="gsm8k")
+    tokenizer_json = load_tokenizer(tiny_model, get_task("gsm8k").tokens.all()).backend_tokenizer.to_str()
+    ds = token_dataset(str(path), tokenizer_json=tokenizer_json, task_name="gsm8k")
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     window, micro = 256, 16

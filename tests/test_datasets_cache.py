@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from augscale.datasets_cache import DataSourceError, list_snapshots, prepare
+from augscale.datasets_cache import list_snapshots, prepare
 from augscale.tasks import RawDataError, get_task
 from augscale.tasks.sql import schema_key
 

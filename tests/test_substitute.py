@@ -7,7 +7,6 @@ import re
 from collections import Counter
 from fractions import Fraction
 
-import pytest
 
 from augscale.augment.strategies import Candidate
 from augscale.augment.substitute_gsm8k import GSM8kSubstitute, question_numbers, substitutable, parse_steps, render

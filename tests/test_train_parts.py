@@ -179,3 +179,18 @@ def test_plain_loop_learns_and_resumes_exactly(tiny_model, tokenizer, records, t
         torch.set_num_threads(threads)
         if created:
             torch.distributed.destroy_process_group()
+
+
+def test_a_run_folder_holds_one_run(tmp_path):
+    """Same settings and data: a finished run is reused, an unfinished one resumes; others are refused."""
+    import json
+
+    from augscale.train.driver import TrainingError, check_run_dir
+
+    assert check_run_dir(tmp_path, "k1") is None  # a new folder
+    (tmp_path / "manifest.json").write_text(json.dumps({"run_key": "k1"}))
+    assert check_run_dir(tmp_path, "k1") is None  # unfinished: Ray Train resumes it
+    (tmp_path / "summary.json").write_text(json.dumps({"run_key": "k1", "final": "x"}))
+    assert check_run_dir(tmp_path, "k1")["final"] == "x"
+    with pytest.raises(TrainingError, match="holds a run with other settings or data"):
+        check_run_dir(tmp_path, "k2")

@@ -1,9 +1,9 @@
 """Tokenization (a Ray Data step) and micro-batches with little padding.
 
-Rows arrive in curriculum order. Ray Data tokenizes them (:class:`Tokenize` via
-:func:`map_batches`) and streams them to each worker, which cuts its stream into windows
-of ``window`` consecutive rows and, inside each window, groups rows of similar length into
-micro-batches padded only to their longest row (``grouped``). No example attends to
+Rows arrive in curriculum order. Ray Data tokenizes them (:class:`Tokenize`, through the
+shared :func:`augscale.llm.raydata.map_batches`) and streams them to each worker, which cuts
+its stream into windows of ``window`` consecutive rows and, inside each window, groups rows
+of similar length into micro-batches padded only to their longest row (``grouped``). No example attends to
 another: each is its own row of the (B, T) batch. Micro-batches leave a window in the order
 of their rows' mean curriculum position, so the curriculum holds at the scale of batches.
 On gsm8k this leaves >= 95% of computed tokens real (padding every example to 512, the Ray
@@ -28,33 +28,39 @@ def tokenize_records(tokenizer, task, records: list[dict[str, Any]], *, max_seq_
                      loss_on: str = "answer") -> dict[str, np.ndarray]:
     """Tokenize records in the task's training format.
 
-    ``n_masked`` counts the leading tokens left out of the loss: the prompt through
-    ``<START_A>`` when ``loss_on == "answer"``, none when ``"all"``. Rows longer than
-    ``max_seq_len`` are cut to it and flagged ``truncated``.
+    ``tokenizer`` is a Hugging Face fast tokenizer or its Rust backend (``tokenizers.Tokenizer``,
+    which is what the fast tokenizer calls). ``n_masked`` counts the leading tokens left out
+    of the loss: the prompt through ``<START_A>`` when ``loss_on == "answer"``, none when
+    ``"all"``. Rows longer than ``max_seq_len`` are cut to it and flagged ``truncated``.
 
     Returns:
         Columns ``input_ids`` (object array of int32 arrays), ``n_masked``, ``length``, ``truncated``.
+
+    Raises:
+        TypeError: a slow (Python) tokenizer, which has no offsets to find the prompt's end.
     """
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    if not hasattr(backend, "encode_batch"):
+        raise TypeError(f"{type(tokenizer).__name__}: training needs a fast tokenizer (tokenizer.json)")
     prompts = [task.prompt_text(r) for r in records]
-    texts = [task.train_text(r) for r in records]
-    if tokenizer.is_fast:
-        enc = tokenizer(texts, add_special_tokens=True, return_offsets_mapping=True)
-        # a token belongs to the prompt when it starts inside the prompt text (BOS: offset 0)
-        n_prompt = [sum(1 for s, _ in offs if s < len(p)) for offs, p in zip(enc["offset_mapping"], prompts)]
-    else:
-        enc = tokenizer(texts, add_special_tokens=True)
-        n_prompt = [len(x) for x in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
-    ids = np.empty(len(texts), dtype=object)
-    for i, row in enumerate(enc["input_ids"]):
-        ids[i] = np.asarray(row[:max_seq_len], dtype=np.int32)
-    full = np.array([len(r) for r in enc["input_ids"]], dtype=np.int32)
-    masked = np.array(n_prompt if loss_on == "answer" else [0] * len(texts), dtype=np.int32)
+    encodings = backend.encode_batch([task.train_text(r) for r in records], add_special_tokens=True)
+    ids = np.empty(len(records), dtype=object)
+    full, masked = np.zeros(len(records), np.int32), np.zeros(len(records), np.int32)
+    for i, (enc, prompt) in enumerate(zip(encodings, prompts)):
+        ids[i] = np.asarray(enc.ids[:max_seq_len], dtype=np.int32)
+        full[i] = len(enc.ids)
+        if loss_on == "answer":  # prompt tokens start inside the prompt text (BOS has offset 0)
+            masked[i] = sum(1 for start, _ in enc.offsets if start < len(prompt))
     return {"input_ids": ids, "n_masked": np.minimum(masked, max_seq_len),
             "length": np.minimum(full, max_seq_len), "truncated": full > max_seq_len}
 
 
 class Tokenize:
     """Ray Data step: canonical records -> token ids in the task's training format.
+
+    Holds the tokenizer's Rust backend, built from its JSON (``tokenizer.backend_tokenizer.to_str()``
+    of the tokenizer the workers load, special tokens included): no file to reach from other
+    nodes, and no torch import in the data actors.
 
     Input columns: ``prompt``, ``context``, ``target`` (+ ``order``, ``difficulty``).
     Output columns: :data:`TOKEN_COLUMNS`. One output row::
@@ -63,13 +69,16 @@ class Tokenize:
          "truncated": False, "order": 0, "difficulty": 3.0}
     """
 
-    def __init__(self, tokenizer_path: str, task_name: str, task_params: dict[str, Any] | None = None, *,
-                 special_tokens: list[str] | None = None, max_seq_len: int = 512, loss_on: str = "answer"):
+    def __init__(self, tokenizer_json: str, task_name: str, task_params: dict[str, Any] | None = None, *,
+                 max_seq_len: int = 512, loss_on: str = "answer"):
+        from tokenizers import Tokenizer
+
         from augscale.tasks import get_task
-        from augscale.train.model import load_tokenizer
 
         self.task = get_task(task_name, **(task_params or {}))
-        self.tokenizer = load_tokenizer(tokenizer_path, special_tokens or self.task.tokens.all())
+        self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
         self.max_seq_len, self.loss_on = max_seq_len, loss_on
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -82,36 +91,20 @@ class Tokenize:
         return out
 
 
-def map_batches(ds, fn, *, batch_size: int | None = 256, fn_constructor_kwargs: dict | None = None,
-                concurrency: int | tuple[int, int] = 1, num_cpus: float = 0.5):
-    """The one place that calls ``Dataset.map_batches`` (Ray's actor-pool arguments change across versions).
-
-    A class runs in an actor pool of ``concurrency`` actors, or between ``(min, max)``
-    (``__init__`` once per actor); a function runs as tasks. ``num_cpus`` below 1 leaves room
-    for the read tasks beside the actors.
-    """
-    from ray.data import ActorPoolStrategy
-
-    kwargs: dict[str, Any] = {"batch_size": batch_size, "batch_format": "numpy", "num_cpus": num_cpus}
-    if isinstance(fn, type):
-        low, high = concurrency if isinstance(concurrency, tuple) else (concurrency, concurrency)
-        kwargs.update(compute=ActorPoolStrategy(min_size=low, max_size=high),
-                      fn_constructor_kwargs=fn_constructor_kwargs or {})
-    return ds.map_batches(fn, **kwargs)
-
-
-def token_dataset(parquet_path: str, *, tokenizer_path: str, task_name: str, task_params: dict | None = None,
-                  special_tokens: list[str] | None = None, max_seq_len: int = 512, loss_on: str = "answer",
-                  concurrency: int | tuple[int, int] = 1):
+def token_dataset(parquet_path: str, *, tokenizer_json: str, task_name: str, task_params: dict | None = None,
+                  max_seq_len: int = 512, loss_on: str = "answer", concurrency: int | tuple[int, int] = 1):
     """A Ray Dataset of tokenized rows read from a Parquet file (in the file's order when the
-    consumer preserves order)."""
+    consumer preserves order). ``tokenizer_json``: ``tokenizer.backend_tokenizer.to_str()``."""
     import ray.data
 
-    ds = ray.data.read_parquet(parquet_path, columns=None)
-    return map_batches(ds, Tokenize, fn_constructor_kwargs={
-        "tokenizer_path": str(tokenizer_path), "task_name": task_name, "task_params": task_params or {},
-        "special_tokens": special_tokens, "max_seq_len": max_seq_len, "loss_on": loss_on},
-        concurrency=concurrency)
+    from augscale.llm.raydata import map_batches
+
+    ds = ray.data.read_parquet(parquet_path)
+    # half a CPU per actor leaves room for the read tasks beside it on a small machine
+    return map_batches(ds, Tokenize, batch_size=256, concurrency=concurrency, num_cpus=0.5, batch_format="numpy",
+                       fn_constructor_kwargs={"tokenizer_json": tokenizer_json, "task_name": task_name,
+                                              "task_params": task_params or {}, "max_seq_len": max_seq_len,
+                                              "loss_on": loss_on})
 
 
 def group_window(lengths: np.ndarray, order: np.ndarray, micro_batch_size: int,

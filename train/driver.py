@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -218,7 +217,8 @@ def run_training(*, model_path: str, train_path: str, valid_path: str | None, ou
     run_dir.mkdir(parents=True, exist_ok=True)
     task = get_task(task_name, **(task_params or {}))
     special_tokens = special_tokens or task.tokens.all()
-    load_tokenizer(model_path, special_tokens)  # a wrong model id fails here, once, not in every retried worker
+    # the tokenizer the workers will build (special tokens added); a wrong model id fails here, once
+    tokenizer_json = load_tokenizer(model_path, special_tokens).backend_tokenizer.to_str()
     if not ray.is_initialized():
         init_ray(num_workers * cpus_per_worker)
     if use_gpu == "auto":
@@ -231,10 +231,6 @@ def run_training(*, model_path: str, train_path: str, valid_path: str | None, ou
     plan = plan_steps(n_train=n_train, num_workers=num_workers, window=window, micro_batch_size=micro_batch_size,
                       grad_accum=grad_accum, epochs=epochs, max_steps=max_steps)
     warmup = warmup_steps if warmup_steps is not None else round(warmup_ratio * plan["total_steps"])
-    manifest = {**(manifest or {}), "plan": {**plan, "warmup_steps": warmup, "num_workers": num_workers,
-                                             "use_gpu": bool(use_gpu), "precision": precision, "n_train": n_train}}
-    write_json(run_dir / "manifest.json", {**manifest, **run_environment()})
-
     args = {
         "model_path": str(model_path), "special_tokens": special_tokens, "end_token": end_token or task.tokens.end_a,
         "attn_implementation": attn_implementation, "gradient_checkpointing": gradient_checkpointing,
@@ -246,8 +242,17 @@ def run_training(*, model_path: str, train_path: str, valid_path: str | None, ou
         "offload_params": offload_params, "precision": precision, "use_gpu": bool(use_gpu), "seed": seed,
         "progress": progress, "run_dir": str(run_dir), "has_valid": valid_path is not None,
     }
-    tokenize = {"tokenizer_path": str(model_path), "task_name": task_name, "task_params": task_params,
-                "special_tokens": special_tokens, "max_seq_len": max_seq_len, "loss_on": loss_on}
+    tokenize = {"tokenizer_json": tokenizer_json, "task_name": task_name, "task_params": task_params,
+                "max_seq_len": max_seq_len, "loss_on": loss_on}
+    key = run_key(args, tokenize, train_path, valid_path)
+    finished = check_run_dir(run_dir, key)
+    if finished is not None:
+        return finished
+    manifest = {**(manifest or {}), "run_key": key, "plan": {
+        **plan, "warmup_steps": warmup, "num_workers": num_workers, "use_gpu": bool(use_gpu), "precision": precision,
+        "n_train": n_train}}
+    write_json(run_dir / "manifest.json", {**manifest, **run_environment()})
+
     datasets = {"train": token_dataset(str(train_path), **tokenize)}
     if valid_path is not None:
         # small and read every epoch: tokenized once into the object store (not the driver's memory)
@@ -261,6 +266,7 @@ def run_training(*, model_path: str, train_path: str, valid_path: str | None, ou
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=bool(use_gpu), resources_per_worker=resources,
                                      placement_strategy=placement_strategy),
         run_config=RunConfig(
+            # an existing run folder with the same settings resumes from its last checkpoint
             name=run_dir.name, storage_path=str(run_dir.parent), worker_runtime_env={"env_vars": env},
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=keep_checkpoints, checkpoint_score_attribute=(
@@ -273,21 +279,58 @@ def run_training(*, model_path: str, train_path: str, valid_path: str | None, ou
         result = trainer.fit()
     except ray.train.TrainingFailedError as e:
         raise TrainingError(f"training failed after {max_failures} retries: {e}") from e
+    summary = {**summarize(result, run_dir, has_valid=valid_path is not None), "run_key": key,
+               "wall_seconds": round(time.time() - started, 1), "n_train": n_train, **manifest.get("mixture", {})}
+    write_json(run_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def summarize(result, run_dir: Path, *, has_valid: bool) -> dict[str, Any]:
+    """The run summary from Ray Train's result: checkpoints, steps, tokens, validation.
+
+    Raises:
+        TrainingError: no checkpoint was ever reported.
+    """
     if result.checkpoint is None:
         raise TrainingError(f"training reported no checkpoint; see {run_dir / METRICS_FILE}")
-    best = result.get_best_checkpoint("valid_loss", "min") if valid_path is not None else None
+    best = result.get_best_checkpoint("valid_loss", "min") if has_valid else None
     last = result.metrics or {}
     summary = {
         "run_dir": str(run_dir), "final": result.checkpoint.path, "best": (best or result.checkpoint).path,
         "metrics": str(run_dir / METRICS_FILE), "manifest": str(run_dir / "manifest.json"),
         "optimizer_steps": last.get("step"), "epochs": last.get("epoch"), "train_tokens": last.get("train_tokens"),
-        "train_seconds": last.get("train_seconds"), "wall_seconds": round(time.time() - started, 1),
-        "final_valid_loss": last.get("valid_loss"), "n_train": n_train, **manifest.get("mixture", {}),
+        "train_seconds": last.get("train_seconds"), "final_valid_loss": last.get("valid_loss"),
     }
     if best is not None:
         summary["best_valid_loss"] = min(m.get("valid_loss", math.inf) for _, m in result.best_checkpoints)
-    write_json(run_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def run_key(args: dict[str, Any], tokenize: dict[str, Any], train_path, valid_path) -> str:
+    """A hash of what determines a run: its settings (not the progress bar) and its data files."""
+    from augscale.datasets_cache.snapshot import content_hash, sha256_file
+
+    settings = {k: v for k, v in args.items() if k not in ("progress", "run_dir")}
+    return content_hash({"args": settings, "tokenize": tokenize, "train": sha256_file(Path(train_path)),
+                         "valid": sha256_file(Path(valid_path)) if valid_path else None}, length=16)
+
+
+def check_run_dir(run_dir: Path, key: str) -> dict[str, Any] | None:
+    """The finished run's summary when ``run_dir`` holds this very run; None for a new or unfinished one.
+
+    Raises:
+        TrainingError: ``run_dir`` holds a run with other settings or data.
+    """
+    manifest = run_dir / "manifest.json"
+    if not manifest.is_file():
+        return None
+    if json.loads(manifest.read_text()).get("run_key") != key:
+        raise TrainingError(f"{run_dir} holds a run with other settings or data (see its manifest.json); "
+                            "choose another out_dir, or delete that folder to start over")
+    summary = run_dir / SUMMARY_FILE
+    if summary.is_file() and json.loads(summary.read_text()).get("run_key") == key:
+        return json.loads(summary.read_text())
+    return None  # same run, unfinished: Ray Train resumes from its last checkpoint
 
 
 def init_ray(worker_cpus: float) -> None:
@@ -297,13 +340,9 @@ def init_ray(worker_cpus: float) -> None:
     workers and the Ray Data pipeline that feeds them fit side by side on a small machine
     (2 one-CPU workers on a 2-core laptop would otherwise starve the tokenizer).
     """
-    import ray
+    from augscale.llm.raydata import ensure_ray
 
-    env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(runtime_env=env)
-    else:
-        ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(worker_cpus) + 2), runtime_env=env)
+    ensure_ray(math.ceil(worker_cpus) + 2)
 
 
 def write_json(path: Path, obj: dict) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from augscale.train.driver import run_training
+from augscale.train.driver import TrainingError, run_training
 from augscale.train.mixture import build_mixture, write_mixture
 
 
@@ -53,18 +53,29 @@ def write_valid(snapshot, path: Path, limit: int | None) -> Path | None:
     return path if pl.scan_parquet(path).select(pl.len()).collect().item() else None
 
 
+def _settings(config: dict | None) -> dict | None:
+    """A config without what does not change the run (the progress bar)."""
+    return {k: v for k, v in config.items() if k != "progress"} if config else config
+
+
 def train_from_config(cfg, *, out_dir: str | Path | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Run one training from a validated TrainConfig; returns the run summary (see run_training).
 
+    A run folder that holds this same config continues (a finished run returns its summary).
+
     Raises:
         MixtureError: the data cannot make the requested mixture.
-        TrainingError: the run failed or cannot start.
+        TrainingError: the run failed or cannot start, or ``out_dir`` holds a run with another config.
         ModelLoadError: the model cannot be loaded.
     """
     from augscale.datasets_cache import resolve_snapshot
 
     task = cfg.task.build()
     run_dir = Path(out_dir or cfg.out_dir).resolve()
+    old = run_dir / "manifest.json"
+    if old.is_file() and _settings(json.loads(old.read_text()).get("config")) != _settings(cfg.model_dump(mode="json")):
+        raise TrainingError(f"{run_dir} holds a run with another config (see its manifest.json); choose another "
+                            "out_dir, or delete that folder to start over")
     src = cfg.data.original
     snap = resolve_snapshot(task, snapshot=src.snapshot, data_dir=src.data_dir, cache_dir=src.cache_dir)
     model_path = cfg.model.path

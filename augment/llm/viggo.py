@@ -20,7 +20,7 @@ from pydantic import Field
 from augscale.augment.llm.base import LLMParams, LLMStrategy, rejects, request_reason
 from augscale.augment.llm.prompts import is_refusal, strip_label
 from augscale.augment.strategies import Candidate, register_strategy
-from augscale.augment.substitute_viggo import SKIPPED_VALUES, mentions, pieces
+from augscale.augment.substitute_viggo import SKIPPED_VALUES, attribute_values, mentions, pieces
 from augscale.tasks.base import normalize_ws
 from augscale.tasks.viggo import MR, MRParseError, parse_mr
 
@@ -100,16 +100,7 @@ class ViggoVerbalizeParams(LLMParams):
 
 def attribute_vocab(mrs: list[str]) -> dict[str, list[str]]:
     """Attribute -> its distinct values in training (yes/no included), sorted."""
-    seen: dict[str, set[str]] = {}
-    for text in mrs:
-        try:
-            mr = parse_mr(text)
-        except MRParseError:
-            continue
-        for attr, value in mr.attributes:
-            if value is not None and value.strip():
-                seen.setdefault(attr, set()).add(value.strip())
-    return {a: sorted(v) for a, v in sorted(seen.items())}
+    return attribute_values(mrs, skip=frozenset({""}))
 
 
 def recombine(mr: MR, vocab: dict[str, list[str]], rng) -> MR:

@@ -69,3 +69,24 @@ def map_batches(ds, fn_or_class: Callable | type, *, batch_size: int | None, con
     if fn_constructor_kwargs:
         args["fn_constructor_kwargs"] = fn_constructor_kwargs
     return ds.map_batches(fn_or_class, **args)
+
+
+def ensure_ray(min_cpus: int = 0, runtime_env: dict[str, Any] | None = None) -> None:
+    """Start Ray once per process: join ``RAY_ADDRESS`` when set, else a new local instance.
+
+    A local instance counts at least ``min_cpus`` logical CPUs (a 2-core laptop running two
+    one-CPU training workers still needs room for the Ray Data pipeline that feeds them), and
+    ``address="local"`` keeps it from attaching to another Ray instance on the same machine.
+    """
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = runtime_env or {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(runtime_env=env)
+    else:
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, min_cpus), include_dashboard=False,
+                 runtime_env=env)
