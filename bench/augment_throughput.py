@@ -90,7 +90,7 @@ def start_server(latency: float, reply: str) -> tuple[subprocess.Popen, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--concurrency", type=int, default=64, help="requests in flight, all actors together")
-    ap.add_argument("--actors", type=int, default=2, help="Ray Data actors sharing the concurrency")
+    ap.add_argument("--actors", type=int, default=4, help="Ray Data actors sharing the concurrency (4 x 16 in flight: measured 0.90 of ideal here, 2 x 32: 0.84)")
     ap.add_argument("--latency", type=float, default=0.25, help="server seconds per request")
     ap.add_argument("--requests", type=int, default=None, help="total requests (default: 40 x concurrency)")
     ap.add_argument("--batch", type=int, default=None, help="prompts per Ray Data batch (default: 10 x the requests in flight per actor)")
