@@ -24,6 +24,7 @@ from augscale.config import AugmentConfig, ConfigError, load_config, validate_co
 from augscale.datasets_cache.snapshot import RECORD_SCHEMA
 from augscale.tasks import RawDataError, UnknownNameError, get_task
 from test_substitute import check_gsm8k_row
+from proc_util import session_pids
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -264,17 +265,6 @@ def test_budget_stops_launching_blocks_and_finishes_with_what_passed(gsm8k_snaps
 
 
 # ----- kill -9 and resume ---------------------------------------------------------------------------
-def _session_pids(sid: int) -> list[int]:
-    """Processes of a session (the killed run's driver, Ray's services and workers)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_rows(gsm8k_run, data_dir, tmp_path):
@@ -295,13 +285,13 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_rows(gsm8k_run, data
         if len(done_at_kill) >= 2:
             break
         time.sleep(0.02)
-    for pid in _session_pids(proc.pid):  # kill -9 the run: driver, Ray services and workers
+    for pid in session_pids(proc.pid):  # kill -9 the run: driver, Ray services and workers
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     proc.wait()
-    while _session_pids(proc.pid) and time.time() < deadline + 30:
+    while session_pids(proc.pid) and time.time() < deadline + 30:
         time.sleep(0.2)
     assert 2 <= len(done_at_kill) < 12, "the run must be killed mid-way"
     stamps = {p: p.stat().st_mtime_ns for p in done_at_kill}

@@ -24,6 +24,7 @@ from augscale.augment.llm.generator import GeneratorError, LLMGenerator, TokenBu
 from augscale.config import AugmentConfig, validate_config
 from augscale.llm.endpoint import to_messages
 from fake_openai import Fault, FakeOpenAI, count_tokens
+from proc_util import session_pids
 
 # ----- a fake LLM that evolves gsm8k problems and solves them ------------------------------------
 NAMES = ["Ava", "Ben", "Cleo", "Dev", "Emil", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lena", "Milo", "Nora",
@@ -274,16 +275,6 @@ def test_answer_augment_rows_keep_their_seed_question(gsm8k_snapshot, tmp_path, 
 
 
 # ----- kill -9, rerun; the key nowhere -------------------------------------------------------------
-def _session_pids(sid: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 def _contains(root: Path, needle: bytes) -> list[str]:
@@ -328,14 +319,14 @@ def test_kill_9_then_rerun_resends_no_finished_block_and_never_writes_the_key(gs
             if len(done) >= 2:
                 break
             time.sleep(0.05)
-        for pid in _session_pids(proc.pid):  # kill -9 the run: driver, Ray's services and workers
+        for pid in session_pids(proc.pid):  # kill -9 the run: driver, Ray's services and workers
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         proc.wait()
         log1.close()
-        while _session_pids(proc.pid) and time.time() < deadline + 30:
+        while session_pids(proc.pid) and time.time() < deadline + 30:
             time.sleep(0.2)
         done = sorted(work_root.glob("*/*/[0-9]*.parquet"))
         assert 2 <= len(done) < 6, "the run must be killed mid-way"

@@ -119,6 +119,24 @@ def strip_label(text: str, labels: tuple[str, ...]) -> str:
     return t
 
 
+def reworded(text: str, original: str | None, labels: tuple[str, ...], empty_reason: str) -> tuple[str, str | None]:
+    """The reworded text in a model's answer, and a rejection reason for its form (or None).
+
+    Reasons: ``refusal``; ``empty_reason`` when nothing is left after the label; ``unchanged``
+    when it equals ``original`` up to case and whitespace.
+    """
+    from augscale.tasks.base import normalize_ws
+
+    out = strip_label(text, labels)
+    if is_refusal(text):
+        return out, "refusal"
+    if not out:
+        return out, empty_reason
+    if original is not None and normalize_ws(out).lower() == normalize_ws(original).lower():
+        return out, "unchanged"
+    return out, None
+
+
 def labelled_sections(text: str, labels: tuple[str, ...]) -> dict[str, str]:
     """Sections of an answer that writes ``Label: content`` for each of ``labels`` (case-insensitive).
 

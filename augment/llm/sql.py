@@ -25,10 +25,9 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from augscale.augment.llm.base import LLMParams, LLMStrategy, request_reason
-from augscale.augment.llm.prompts import is_refusal, labelled_sections, strip_fences, strip_label
+from augscale.augment.llm.prompts import is_refusal, labelled_sections, reworded, strip_fences
 from augscale.augment.strategies import Candidate, register_strategy
 from augscale.tasks import sqlexec
-from augscale.tasks.base import normalize_ws
 
 _QUESTION_LABELS = ("New question", "Rephrased question", "Question")
 
@@ -51,14 +50,7 @@ def question_literals(question: str, sql: str) -> list[str]:
 
 def question_reason(text: str, original: str) -> tuple[str, str | None]:
     """The question in a model's answer, and a rejection reason for its form (or None)."""
-    question = strip_label(text, _QUESTION_LABELS)
-    if is_refusal(text):
-        return question, "refusal"
-    if not question:
-        return question, "empty_question"
-    if normalize_ws(question).lower() == normalize_ws(original).lower():
-        return question, "unchanged"
-    return question, None
+    return reworded(text, original, _QUESTION_LABELS, "empty_question")
 
 
 class SQLRephraseParams(LLMParams):

@@ -18,10 +18,9 @@ from typing import Any
 from pydantic import Field
 
 from augscale.augment.llm.base import LLMParams, LLMStrategy, rejects, request_reason
-from augscale.augment.llm.prompts import is_refusal, strip_label
+from augscale.augment.llm.prompts import reworded
 from augscale.augment.strategies import Candidate, register_strategy
 from augscale.augment.substitute_viggo import SKIPPED_VALUES, attribute_values, mentions, pieces
-from augscale.tasks.base import normalize_ws
 from augscale.tasks.viggo import MR, MRParseError, parse_mr
 
 _LABELS = ("New sentence", "Sentence", "Rephrased sentence")
@@ -40,14 +39,7 @@ def missing_values(sentence: str, required: list[tuple[str, str]]) -> list[str]:
 
 def sentence_reason(text: str, original: str | None) -> tuple[str, str | None]:
     """The sentence in a model's answer, and a rejection reason for its form (or None)."""
-    sentence = strip_label(text, _LABELS)
-    if is_refusal(text):
-        return sentence, "refusal"
-    if not sentence:
-        return sentence, "empty_sentence"
-    if original is not None and normalize_ws(sentence).lower() == normalize_ws(original).lower():
-        return sentence, "unchanged"
-    return sentence, None
+    return reworded(text, original, _LABELS, "empty_sentence")
 
 
 class ViggoRephraseParams(LLMParams):
