@@ -115,8 +115,11 @@ class BlockRunner:
             started = time.time()
             seeds = read_seed_rows(self.seeds_path, int(start), int(stop))
             rows = run_block(self.task, self.strategy, seeds)
-            info = json.dumps({"seconds": round(time.time() - started, 3), "seeds": len(seeds),
-                               "usage": self.strategy.block_usage()})
+            usage = self.strategy.block_usage()
+            info = {"seconds": round(time.time() - started, 3), "seeds": len(seeds), "usage": usage}
+            if usage.get("skipped_for_budget"):  # the actor's own reason: other blocks it ran spent too
+                info["stopped"] = self.strategy.budget_spent()
+            info = json.dumps(info)
             for r in rows:
                 r.update(_block=int(block), _block_rows=len(rows), _block_info=info)
             tables.append(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA))

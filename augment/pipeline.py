@@ -263,7 +263,9 @@ def _run_strategy(task: Task, spec: StrategySpec, plan: list[dict[str, int]], *,
                 info = json.loads(table["_block_info"][0].as_py())
                 spent = Counter({k: v for k, v in (info.get("usage") or {}).items() if isinstance(v, (int, float))})
                 if spent.get("skipped_for_budget"):  # cut short by a budget: not finished, a rerun redoes it
-                    return spec.cls.budget_exhausted(dict(usage + spent), **spec.kwargs) or "budget spent in a block"
+                    # the actor's reason counts what blocks still running beside this one spent
+                    return (info.get("stopped") or spec.cls.budget_exhausted(dict(usage + spent), **spec.kwargs)
+                            or "budget spent in a block")
                 blocks.write_block(work_dir, b, table, info)
                 bar.update(info.get("seeds", 0))
                 usage.update({k: v for k, v in (info.get("usage") or {}).items() if isinstance(v, (int, float))})

@@ -158,6 +158,10 @@ class Strategy:
         """What the last :meth:`generate` call spent (``{"tokens": ..., "cost_usd": ...}``)."""
         return {}
 
+    def budget_spent(self) -> str | None:
+        """Why this worker stopped sending requests (its own spend reached the budget), or None."""
+        return None
+
     def close(self) -> None:
         """Release what ``__init__`` opened."""
 

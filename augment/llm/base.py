@@ -155,6 +155,9 @@ class LLMStrategy(Strategy):
     def block_usage(self) -> dict[str, float]:
         return dict(getattr(self._local, "usage", {}))
 
+    def budget_spent(self) -> str | None:
+        return self.generator.budget_spent()
+
     def close(self) -> None:
         self.generator.close()
 
