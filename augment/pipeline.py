@@ -129,7 +129,9 @@ def augment(task: Task, *, seed_snapshot: Snapshot, eval_snapshot: Snapshot, str
     final_dir = root / f"{name}-{version}"
     if (final_dir / "manifest.json").is_file():
         snap = Snapshot.open(final_dir)
-        return AugmentResult(snap, False, mf.summary(snap.manifest, final_dir, created=False))
+        if not snap.manifest.get("stopped"):
+            return AugmentResult(snap, False, mf.summary(snap.manifest, final_dir, created=False))
+        # a budget cut that run short: go on from its blocks on disk (within the budget given now)
 
     work_dirs = {s.name: root / ".work" / f"{s.name}-{content_hash(gen_keys[s.name], 16)}" / f"b{block_size}"
                  for s in strategies}
@@ -171,7 +173,7 @@ def augment(task: Task, *, seed_snapshot: Snapshot, eval_snapshot: Snapshot, str
         "stopped": stopped, "schema": {c: str(t) for c, t in RECORD_SCHEMA.items()},
         "special_tokens": task.tokens.all(),
     }
-    snap = write_snapshot(final_dir, {"train": rows}, manifest)
+    snap = write_snapshot(final_dir, {"train": rows}, manifest, replace=True)
     return AugmentResult(snap, True, mf.summary(snap.manifest, final_dir, created=True))
 
 
@@ -228,10 +230,12 @@ def _run_strategy(task: Task, spec: StrategySpec, plan: list[dict[str, int]], *,
     """One strategy's pending blocks through a Ray Data actor pool; each finished block persisted."""
     import ray
 
-    from augscale.llm.raydata import map_batches
+    from augscale.llm.raydata import ensure_ray, map_batches
 
-    from augscale.llm.raydata import ensure_ray
-
+    usage: Counter = Counter(_usage_so_far(work_dir))
+    reason = spec.cls.budget_exhausted(dict(usage), **spec.kwargs)
+    if reason:  # spent by earlier runs: nothing is sent until the budget is raised
+        return reason
     ensure_ray()
     ctx = ray.data.DataContext.get_current()
     saved = ctx.enable_progress_bars
@@ -242,14 +246,14 @@ def _run_strategy(task: Task, spec: StrategySpec, plan: list[dict[str, int]], *,
     pool = concurrency or options.pop("concurrency", None) or max(1, int(ray.cluster_resources().get("CPU", 1)))
     options.pop("concurrency", None)
     pool = min(pool, len(plan))
+    worker_kwargs = spec.cls.worker_kwargs(dict(usage), pool, **spec.kwargs)
     ds = ray.data.from_items(plan, override_num_blocks=min(len(plan), 200))
     ds = map_batches(ds, blocks.BlockRunner, batch_size=1, concurrency=pool,
                      fn_constructor_kwargs={"strategy_cls": spec.cls, "task_name": task.name,
-                                            "task_params": task.params(), "strategy_kwargs": spec.kwargs,
+                                            "task_params": task.params(), "strategy_kwargs": worker_kwargs,
                                             "resources": resources, "seed": seed, "seeds_path": str(seeds_path)},
                      **options)
     partial: dict[int, list[pa.Table]] = {}
-    usage: Counter = Counter(_usage_so_far(work_dir))
     batches = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
     try:
         for batch in batches:
@@ -263,9 +267,10 @@ def _run_strategy(task: Task, spec: StrategySpec, plan: list[dict[str, int]], *,
                 info = json.loads(table["_block_info"][0].as_py())
                 spent = Counter({k: v for k, v in (info.get("usage") or {}).items() if isinstance(v, (int, float))})
                 if spent.get("skipped_for_budget"):  # cut short by a budget: not finished, a rerun redoes it
-                    # the actor's reason counts what blocks still running beside this one spent
-                    return (info.get("stopped") or spec.cls.budget_exhausted(dict(usage + spent), **spec.kwargs)
-                            or "budget spent in a block")
+                    # an actor reached its share (blocks still running beside this one spent too)
+                    return (spec.cls.budget_exhausted(dict(usage + spent), **spec.kwargs)
+                            or f"a worker spent its share of the budget left ({info.get('stopped')}); "
+                               f"{int(usage.get('tokens', 0)):,} tokens went into finished blocks")
                 blocks.write_block(work_dir, b, table, info)
                 bar.update(info.get("seeds", 0))
                 usage.update({k: v for k, v in (info.get("usage") or {}).items() if isinstance(v, (int, float))})

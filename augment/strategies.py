@@ -146,6 +146,12 @@ class Strategy:
         """Given the usage summed over finished blocks, a reason to stop launching blocks, or None."""
         return None
 
+    @classmethod
+    def worker_kwargs(cls, spent: dict[str, float], actors: int, **kwargs: Any) -> dict[str, Any]:
+        """The kwargs each of ``actors`` workers is built with, given what finished blocks ``spent``
+        (a budgeted strategy gives each worker its share of the budget left)."""
+        return kwargs
+
     # ----- in a worker ------------------------------------------------------------------
     def generate(self, seeds: list[dict[str, Any]]) -> Iterable[Candidate]:
         """Candidates for one input block of seed records (each a dict of canonical columns).

@@ -103,10 +103,13 @@ class Snapshot:
         return cls(path, json.loads(manifest_path.read_text()))
 
 
-def write_snapshot(final_dir: Path, frames: dict[str, pl.DataFrame], manifest: dict[str, Any]) -> Snapshot:
+def write_snapshot(final_dir: Path, frames: dict[str, pl.DataFrame], manifest: dict[str, Any], *,
+                   replace: bool = False) -> Snapshot:
     """Write Parquet files and manifest into a temporary folder, then rename it into place.
 
-    If ``final_dir`` already exists (another process finished first), it is kept as it is.
+    If ``final_dir`` already exists (another process finished first), it is kept as it is,
+    unless ``replace`` (a partial snapshot, cut short by a budget, that a later run completed):
+    then the old folder is renamed aside and the new one takes its place.
     """
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
@@ -114,6 +117,17 @@ def write_snapshot(final_dir: Path, frames: dict[str, pl.DataFrame], manifest: d
         for split, df in frames.items():
             df.write_parquet(tmp / f"{split}.parquet")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if replace and final_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.old-", dir=final_dir.parent))
+            os.rename(final_dir, old / "snapshot")
+            try:
+                os.rename(tmp, final_dir)
+            except OSError:
+                os.rename(old / "snapshot", final_dir)  # the old one stays: nothing is lost
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+            return Snapshot.open(final_dir)
         try:
             os.rename(tmp, final_dir)
         except OSError:

@@ -126,6 +126,17 @@ class LLMStrategy(Strategy):
         gen = kwargs.get("generator", {})
         return budget_reason(usage, gen.get("budget_tokens"), gen.get("budget_usd"))
 
+    @classmethod
+    def worker_kwargs(cls, spent: dict[str, float], actors: int, **kwargs: Any) -> dict[str, Any]:
+        """Each actor stops at its share of the budget left after the blocks already on disk, so
+        that the run as a whole, resumed or not, stays within ``budget_tokens`` / ``budget_usd``."""
+        gen = dict(kwargs.get("generator", {}))
+        if gen.get("budget_tokens") is not None:
+            gen["budget_tokens"] = max(1, int(gen["budget_tokens"] - spent.get("tokens", 0)) // actors)
+        if gen.get("budget_usd") is not None:
+            gen["budget_usd"] = max(1e-9, (gen["budget_usd"] - spent.get("cost_usd", 0.0)) / actors)
+        return {**kwargs, "generator": gen}
+
     # ----- in a worker ------------------------------------------------------------------
     def __init__(self, task, *, seed: int, resources: dict[str, Any] | None = None, generator: dict[str, Any],
                  prompts: dict[str, dict[str, str]], **params: Any):

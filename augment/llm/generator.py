@@ -12,10 +12,11 @@ and jitter; failures come back as data) and adds what a long augmentation run ne
   A retry is a request: it waits for the request limit after its back-off;
 - token usage summed, and cost from configured prices (USD per million input/output tokens);
 - a budget (``budget_tokens``, ``budget_usd``) at two levels: the driver stops launching blocks
-  once the usage of finished blocks reaches it (:func:`budget_reason`), and an actor that has
-  itself spent it sends no new request (the strategy rejects the remaining attempts with
-  ``budget_exhausted``; the pipeline does not persist such a block, so a later run with a
-  larger budget redoes it);
+  once the usage of finished blocks reaches it (:func:`budget_reason`), and each actor, given
+  its share of what the blocks on disk left of it, sends no new request once it has spent that
+  share (the strategy rejects the remaining attempts with ``budget_exhausted``; the pipeline does
+  not persist such a block and marks the snapshot ``stopped``, so a later run with a larger
+  budget goes on from the blocks on disk and replaces the partial snapshot);
 - a bound on the share of requests that fail after every retry: past it the run stops with an
   error instead of producing a snapshot made of rejections.
 
