@@ -284,9 +284,11 @@ class GeneratorConfig(Strict):
     native_n: bool = Field(True, description="ask for n samples in one request; false for servers that ignore n")
     price_input_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens")
     price_output_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens")
-    budget_tokens: int | None = Field(None, ge=1, description="stop sending after this many tokens in all (resumed runs included); "
-                                           "a stopped run goes on when rerun with a larger budget")
-    budget_usd: float | None = Field(None, gt=0, description="stop sending after this cost in USD in all (as budget_tokens)")
+    budget_tokens: int | None = Field(
+        None, ge=1, description="stop sending after this many tokens in all (resumed runs included); "
+                                "a stopped run goes on when rerun with a larger budget")
+    budget_usd: float | None = Field(None, gt=0, description="stop sending after this cost in USD in all "
+                                                           "(as budget_tokens)")
     max_failure_rate: float = Field(0.5, gt=0, le=1, description="share of requests failing after every retry "
                                     "that stops the run")
 

@@ -259,7 +259,8 @@ def test_budget_stops_the_run_and_keeps_what_was_accepted(gsm8k_snapshot, tmp_pa
     # (with which it would finish and persist the ~1,900-token second block): nothing new is
     # persisted, the snapshot stays the partial one
     again, sent = run(budget_tokens=2500)
-    assert again.snapshot.path == result.snapshot.path and "token budget spent" in again.snapshot.manifest["stopped"]["evolve"]
+    assert again.snapshot.path == result.snapshot.path
+    assert "token budget spent" in again.snapshot.manifest["stopped"]["evolve"]
     assert len(list(work_dir.glob("*.parquet"))) == 1 and 0 < sent < first_sent
     # a spent budget sends nothing at all
     spent, sent = run(budget_tokens=first_block)
