@@ -546,14 +546,16 @@ def _near_values(op: str, v: int | float | str) -> tuple[list, object]:
 
 
 def _fill_table(
-    table: str, columns: list[tuple[str, str]], a: _Analysis, n_rows: int, key_domain: int, rng: random.Random
+    table: str, columns: list[tuple[str, str]], a: _Analysis, n_rows: int, key_domain: int, rng: random.Random,
+    variant: int = 0,
 ) -> list[tuple]:
     """``n_rows`` rows for one table.
 
     Each column constrained by literals gets their neighbours in the first rows and again in
     about half of the others. The last rows satisfy the conditions: row j takes the j-th
     satisfying value of every column, so the literals of one branch of the query
-    (``semester = 'Fall' AND year = 2009``) meet in one row.
+    (``semester = 'Fall' AND year = 2009``) meet in one row. Then come their boundary rows
+    (:func:`_boundary_rows`; database ``variant`` picks which).
     """
     cells, satisfying = [], []
     for name, declared in columns:
@@ -581,7 +583,42 @@ def _fill_table(
     for (name, _), values in zip(columns, cells):
         if (table.lower(), name.lower()) in a.group_keys and a.having_counts:
             values[:] = _grouped(values, a.having_counts, rng)
-    return list(zip(*cells))
+    rows = list(zip(*cells))
+    if n_sat and not a.having_counts:  # extra rows would change the groups HAVING counts
+        rows += _boundary_rows(table, columns, a, rows[n_rows - n_sat:], variant)
+    return rows
+
+
+def _boundary_rows(table: str, columns: list[tuple[str, str]], a: _Analysis, templates: list[tuple],
+                   variant: int) -> list[tuple]:
+    """Copies of the satisfying rows with one compared column moved next to its literal.
+
+    In database 0 the first satisfying row is copied with each value next to each literal:
+    each copy meets every other condition of the row's branch, so that it alone decides
+    between ``a > 5 AND b = 'x'`` and ``a >= 5 AND b = 'x'``. Elsewhere, and for the other
+    satisfying rows, the copies take the literal only: a row of the second branch of
+    ``... WHERE a > 5 INTERSECT ... WHERE a < 2`` moved to ``a = 5`` decides ``>`` vs ``>=``
+    only when no copy of it at 6 is in the same database. Columns with no literal and no
+    shared domain get values no other row has, so that a DISTINCT projection of a copy does
+    not repeat a passing row's value.
+    """
+    roots = [a.find((table.lower(), name.lower())) for name, _ in columns]
+    free = [not a.class_literals.get(r) and r not in a.shared_roots for r in roots]
+    out = []
+    for t, template in enumerate(templates):
+        for ci, root in enumerate(roots):
+            for op, v in a.class_literals.get(root, ()):
+                near = sorted(_near_values(op, v)[0], key=lambda x: x != v)  # the literal first
+                for value in (near if t == 0 and variant == 0 else near[:1]):
+                    row = list(template)
+                    row[ci] = value
+                    k = len(out)
+                    for cj, (name, declared) in enumerate(columns):
+                        if free[cj]:
+                            numeric = _is_numeric_type(declared) or roots[cj] in a.numeric_roots
+                            row[cj] = 1000 + k if numeric else f"{name.lower()}_b{k}"
+                    out.append(tuple(row))
+    return list(dict.fromkeys(out))
 
 
 def _group_sizes(counts: list[int]) -> list[int]:
@@ -652,7 +689,7 @@ def synthesize_databases(
                 continue
             declared = ", ".join(f'"{c}" {_affinity_type(table, c, t, analysis)}'.strip() for c, t in columns)
             conn.execute(f'CREATE TABLE "{table}" ({declared})')
-            rows = _fill_table(table, columns, analysis, n_rows, key_domain, rng)
+            rows = _fill_table(table, columns, analysis, n_rows, key_domain, rng, variant=i)
             conn.executemany(f'INSERT INTO "{table}" VALUES ({", ".join("?" * len(columns))})', rows)
         conn.commit()
         databases.append(conn)
