@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import time
 
 import pytest
 from sqlglot import exp
@@ -68,26 +67,23 @@ def conn():
 # ---------------------------------------------------------------------------- sandbox
 
 
+@pytest.mark.timeout(60)  # an endless CTE that is not interrupted fails here instead of hanging
 @pytest.mark.parametrize("sql, reason", HOSTILE, ids=[r for _, r in HOSTILE][:4] + [q[:12] for q, _ in HOSTILE[4:]])
 def test_sandbox_refuses_with_reason_and_leaves_data_untouched(conn, sql, reason):
     before = _fingerprint(conn)
     assert before[1]["people"][0] == 16  # rows_per_table, and 8 boundary rows (3 ages, 5 spellings of the city)
-    start = time.monotonic()
-    rows, got = run_sandboxed(conn, sql, time_budget_s=BUDGET_S)
-    elapsed = time.monotonic() - start
+    rows, got = run_sandboxed(conn, sql, time_budget_s=BUDGET_S)  # the endless CTE returns: interrupted
     assert (rows, got) == (None, reason)
-    assert elapsed < BUDGET_S + 2.0  # the endless CTE is interrupted, not run to the end
     assert _fingerprint(conn) == before
     assert not conn.in_transaction
     # The connection stays usable and unguarded for the caller afterwards.
     assert conn.execute("SELECT count(*) FROM people").fetchone() == (16,)
 
 
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("sql, reason", HOSTILE, ids=[r for _, r in HOSTILE][:4] + [q[:12] for q, _ in HOSTILE[4:]])
 def test_hostile_predictions_are_scored_wrong_with_their_reason(sql, reason):
-    start = time.monotonic()
     res = execution_match(sql, REFERENCE, CONTEXT, time_budget_s=BUDGET_S)
-    assert time.monotonic() - start < BUDGET_S + 2.0
     assert res == {"execution_correct": False, "error": reason, "degenerate_reference": False}
 
 
