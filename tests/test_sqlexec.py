@@ -294,7 +294,7 @@ def test_real_gt_vs_gte_is_told_apart(sql_rows):
     assert len(swapped) == 100  # within the first 1321 rows
     told = sum(not execution_match(s, r["answer"], r["context"])["execution_correct"] for s, r in swapped)
     # Measured 87/100 (76 before the boundary rows of _boundary_rows). The misses: INTERSECT of
-    # two ranges whose boundary row shares its projected value with a row of the other side (6),
+    # two ranges whose boundary row shares its projected value with a row of the other side (5),
     # DISTINCT projections through a join, whose boundary row's key reaches a value a passing
     # row also reaches (4), GROUP BY with HAVING (no boundary rows: they would change the
     # groups) (2), and a NOT IN or ORDER BY ... LIMIT 1 that hides the boundary row (2).
