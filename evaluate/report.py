@@ -236,7 +236,13 @@ def _report_text(table: pl.DataFrame, md_table: str, gains: dict[str, float | No
         other_lines = ("Other metrics, same fit (reference_loss is the mean per-token loss of the reference answers: "
                        "lower is better, and it moves even when a small model's accuracy is near zero):\n"
                        + other_lines)
-    gen_tokens, cost = table["generation_tokens"].sum(), table["cost_usd"].sum()
+    # what augmentation spent in all; without it (an older run folder), the largest arm's share per
+    # strategy (arms share rows, so their shares overlap and are not summed)
+    spent = ctx.get("generation")
+    if not spent:
+        per = table.group_by("strategy").agg(pl.col("generation_tokens").max(), pl.col("cost_usd").max())
+        spent = {"tokens": per["generation_tokens"].sum(), "cost_usd": per["cost_usd"].sum()}
+    gen_tokens, cost = spent["tokens"], spent["cost_usd"]
     gain_lines = "\n".join(f"- `{k}`: {_fmt(v)} {headline} per doubling of training data" if v is not None
                            else f"- `{k}`: one data size only, no slope" for k, v in gains.items())
     return f"""# Scaling by data: {ctx.get('task', '')}
@@ -250,7 +256,8 @@ grows beyond its original {original_size:,} examples, and with which data?
 - {table.height} arm groups x seeds {sorted({s for ss in table['seeds'] for s in ss.split(',')})}; evaluation on
   {ctx.get('eval_n', '?')} {ctx.get('eval_split', 'test')} items, the same items for every arm (so tests are paired).
 - Cost: {total_tokens:,.0f} training tokens in {total_seconds:,.0f} s of training, all arms together;
-  {gen_tokens:,.0f} LLM generation tokens for augmentation (${cost:,.2f}).
+  {gen_tokens:,.0f} LLM generation tokens for augmentation (${cost:,.2f}); an arm's "gen tokens" and
+  "cost $" are its augmented rows' share of that (spend per accepted row, rejected attempts included).
 
 ## Results
 {md_table}

@@ -54,6 +54,28 @@ def test_grid_enumeration_and_sizes():
     assert len(arms) == 2 * (2 + 2 * 2)
 
 
+def test_arm_generation_cost_is_its_share_of_the_strategy_spend(tmp_path):
+    from augscale.experiment.runner import arm_generation, generation_usage
+
+    paths = []
+    for name, usage, counts in [
+        ("llm", {"rephrase": {"tokens": 9000, "cost_usd": 0.09, "requests": 30}},
+         {"rephrase": {"accepted": 300, "candidates": 400}}),
+        ("offline", {"substitute": {}}, {"substitute": {"accepted": 500}}),
+    ]:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "manifest.json").write_text(json.dumps({"usage": usage, "counts": counts}))
+        paths.append(d / "train.parquet")
+    paths.append(tmp_path / "no-manifest" / "train.parquet")  # a plain file: its cost is unknown
+    usage = generation_usage(paths)
+    assert usage["rephrase"] == {"tokens": 9000, "cost_usd": 0.09, "accepted": 300}
+    # 100 of the 300 accepted rows: a third of the spend, the rejected attempts' tokens included
+    assert arm_generation(usage, "rephrase", 100) == (3000, 0.03)
+    assert arm_generation(usage, "substitute", 100) == (0, 0.0)  # no LLM, no tokens
+    assert arm_generation(usage, "original", 0) == (0, 0.0)
+
+
 def _run(cfg: Path, env: dict, log: Path) -> subprocess.Popen:
     # Output to a file, not a pipe: Ray's progress logs would fill a pipe nobody reads and block the run.
     with open(log, "w") as fh:
@@ -104,3 +126,13 @@ def test_tiny_grid_killed_then_resumed(tmp_path, data_dir, cache_dir):
     assert table.height == 2 and set(table["seeds"].cast(pl.String)) == {"0,1"}
     report = (out / "report.md").read_text()
     assert "McNemar" in report and (out / "scaling.png").is_file()
+    assert "0 LLM generation tokens for augmentation ($0.00)" in report  # original arms only
+
+    # `augscale report` rebuilds the report from the finished arms alone
+    (out / "report.md").unlink()
+    rebuilt = subprocess.run([sys.executable, "-m", "augscale.cli", "report", str(out)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert rebuilt.stdout.strip().splitlines()[-1] == str(out / "report.md")
+    text = (out / "report.md").read_text()
+    assert "rebuilt by `augscale report` from 4 finished arm(s)" in text and "McNemar" in text

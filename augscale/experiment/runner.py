@@ -90,6 +90,37 @@ def pool_augmented(paths: list[Path], pool: Snapshot, out_dir: Path) -> Path | N
     return target
 
 
+def generation_usage(paths: list[Path]) -> dict[str, dict[str, float]]:
+    """Per strategy: the LLM tokens and USD its augmentation spent and the rows it accepted.
+
+    Read from the manifests of the augmented snapshots (``usage`` and ``counts``); a Parquet
+    file with no manifest beside it adds nothing (its cost is unknown).
+    Example: ``{"rephrase": {"tokens": 120000, "cost_usd": 0.05, "accepted": 800}}``.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for path in paths:
+        manifest = Path(path).parent / "manifest.json"
+        if not manifest.is_file():
+            continue
+        m = json.loads(manifest.read_text())
+        for name, used in (m.get("usage") or {}).items():
+            acc = out.setdefault(name, {"tokens": 0, "cost_usd": 0.0, "accepted": 0})
+            acc["tokens"] += used.get("tokens", 0) or 0
+            acc["cost_usd"] += used.get("cost_usd", 0.0) or 0.0
+            acc["accepted"] += (m.get("counts") or {}).get(name, {}).get("accepted", 0)
+    return out
+
+
+def arm_generation(usage: dict[str, dict[str, float]], strategy: str, n_augmented: int) -> tuple[int, float]:
+    """(tokens, USD) of the augmented rows an arm trains on: its share of what its strategy spent,
+    rejected attempts included (spend per accepted row x the arm's augmented rows)."""
+    u = usage.get(strategy)
+    if not u or not u["accepted"] or n_augmented <= 0:
+        return 0, 0.0
+    share = n_augmented / u["accepted"]
+    return round(u["tokens"] * share), round(u["cost_usd"] * share, 6)
+
+
 def steps_for(rows: int, base: TrainConfig) -> int:
     """Optimizer steps of one epoch over ``rows`` examples with the base config's batch geometry."""
     per_step = base.batching.micro_batch_size * base.scaling.num_workers * base.grad_accum
@@ -122,7 +153,7 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def run_arm(task: Task, arm: Arm, train_cfg: TrainConfig, *, eval_snapshot: Snapshot, eval_cfg, arm_dir: Path,
-            n_original: int, log: Log) -> dict[str, Any]:
+            n_original: int, log: Log, generation: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Train then evaluate one arm; write items.parquet and, last, result.json."""
     from augscale.evaluate.run import evaluate_model
     from augscale.train.run import train_from_config
@@ -140,11 +171,13 @@ def run_arm(task: Task, arm: Arm, train_cfg: TrainConfig, *, eval_snapshot: Snap
     )
     preds = pl.read_parquet(arm_dir / "eval" / "predictions.parquet")
     preds.select("id", "correct").write_parquet(arm_dir / "items.parquet")
+    n_augmented = max(0, arm.n_train - n_original)
+    gen_tokens, gen_cost = arm_generation(generation or {}, arm.strategy, n_augmented)
     result = {
         **arm.as_dict(), "arm": arm.name, "n_original": min(arm.n_train, n_original),
-        "n_augmented": max(0, arm.n_train - n_original), "metrics": _headline_metrics(metrics),
+        "n_augmented": n_augmented, "metrics": _headline_metrics(metrics),
         "train_tokens": summary.get("train_tokens"), "train_seconds": summary.get("train_seconds"),
-        "optimizer_steps": summary.get("optimizer_steps"), "generation_tokens": 0, "cost_usd": 0.0,
+        "optimizer_steps": summary.get("optimizer_steps"), "generation_tokens": gen_tokens, "cost_usd": gen_cost,
         "checkpoint": summary["final"], "eval_dir": str(arm_dir / "eval"),
     }
     _write_json(arm_dir / "result.json", result)
@@ -215,6 +248,7 @@ def run_ablation(cfg: AblateConfig, *, config_dir: Path, augment_fn: Callable[..
         counts = pl.read_parquet(augmented).group_by("source").len()
         log("augmented rows with a parent in the pool: "
             + ", ".join(f"{s} {n:,}" for s, n in counts.iter_rows()))
+    generation = generation_usage(aug_paths)
     steps = cfg.budget.steps or steps_for(n0, base)
 
     for i, arm in enumerate(arms, 1):
@@ -227,7 +261,7 @@ def run_ablation(cfg: AblateConfig, *, config_dir: Path, augment_fn: Callable[..
                                      budget_mode=cfg.budget.mode, epochs=cfg.budget.epochs, steps=steps,
                                      arm_dir=arm_dir)
         run_arm(task, arm, train_cfg, eval_snapshot=snapshot, eval_cfg=cfg.eval, arm_dir=arm_dir,
-                n_original=n0, log=log)
+                n_original=n0, log=log, generation=generation)
 
     results, items = load_results(out)
     metrics = [m for m in ("accuracy", "format_validity", "reference_loss", "mean_output_tokens")
@@ -241,6 +275,8 @@ def run_ablation(cfg: AblateConfig, *, config_dir: Path, augment_fn: Callable[..
         "budget_mode": cfg.budget.mode, "budget_text": budget_text, "eval_split": cfg.eval.split,
         "eval_n": results[0]["metrics"].get("n") if results else "?",
         "notes": f"Wall time of this invocation: {time.monotonic() - start:,.0f} s.",
+        "generation": {"tokens": sum(u["tokens"] for u in generation.values()),
+                       "cost_usd": round(sum(u["cost_usd"] for u in generation.values()), 6)},
     }
     _write_json(out / "context.json", context)
     return write_report(out, results, items, metrics=metrics, headline=headline, original_size=n0, context=context)
