@@ -24,9 +24,8 @@ from typing import Any
 import polars as pl
 from scipy import stats as sps
 
-from augscale.evaluate.stats import mcnemar_exact
+from augscale.evaluate.stats import mcnemar_exact, wilson_interval
 
-Z95 = 1.959963984540054
 # Lower is better for these; the gain per doubling is still reported as a signed slope.
 LOWER_IS_BETTER = {"reference_loss"}
 
@@ -39,12 +38,9 @@ def mean_ci(values: list[float], *, proportion_n: int | None = None) -> tuple[fl
     if k > 1:
         half = float(sps.t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
         return mean, sd, mean - half, mean + half
-    if proportion_n:
-        n, p = proportion_n, mean
-        denom = 1 + Z95 ** 2 / n
-        centre = (p + Z95 ** 2 / (2 * n)) / denom
-        half = Z95 * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / denom
-        return mean, sd, max(0.0, centre - half), min(1.0, centre + half)
+    if proportion_n:  # one seed: the mean is k / n exactly
+        low, high = wilson_interval(round(mean * proportion_n), proportion_n)
+        return mean, sd, low, high
     return mean, sd, mean, mean
 
 

@@ -6,7 +6,6 @@ so a paired test (McNemar) is much more sensitive than comparing two intervals.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 from augscale.tasks.base import wilson_interval
@@ -22,12 +21,12 @@ def accuracy_with_ci(correct: Sequence[bool]) -> dict:
 
 
 def _binom_two_sided(k: int, n: int) -> float:
-    """Exact two-sided p-value of ``k`` successes in ``n`` fair coin flips (doubling the smaller tail)."""
+    """Exact two-sided p-value of ``k`` successes in ``n`` fair coin flips (scipy's ``binomtest``)."""
     if n == 0:
         return 1.0
-    k = min(k, n - k)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    from scipy.stats import binomtest
+
+    return float(binomtest(k, n, 0.5).pvalue)
 
 
 def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict:
@@ -67,6 +66,7 @@ def paired_bootstrap_diff(a: Sequence[float], b: Sequence[float], *, n_boot: int
         ValueError: the two lists differ in length.
     """
     import numpy as np
+    from scipy.stats import bootstrap
 
     if len(a) != len(b):
         raise ValueError(f"paired values must have the same length, got {len(a)} and {len(b)}")
@@ -74,8 +74,7 @@ def paired_bootstrap_diff(a: Sequence[float], b: Sequence[float], *, n_boot: int
     n = len(d)
     if n == 0:
         return {"difference": 0.0, "ci": [0.0, 0.0], "n": 0}
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return {"difference": float(d.mean()), "ci": [float(low), float(high)], "n": n}
+    res = bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile",
+                    rng=np.random.default_rng(seed))
+    ci = res.confidence_interval
+    return {"difference": float(d.mean()), "ci": [float(ci.low), float(ci.high)], "n": n}

@@ -73,15 +73,14 @@ def make_record(
     }
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> list[float]:
-    """95% Wilson score interval for a proportion; ``[0, 0]`` for ``n == 0``."""
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> list[float]:
+    """Wilson score interval for a proportion (scipy's ``binomtest``); ``[0, 0]`` for ``n == 0``."""
     if n == 0:
         return [0.0, 0.0]
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return [max(0.0, float(ci.low)), min(1.0, float(ci.high))]
 
 
 def normalize_ws(text: str) -> str:
