@@ -2,8 +2,9 @@
 
 Three layers, each usable alone:
 
-- :class:`ChatClient`: one chat request with retries (429 honouring ``Retry-After``, 5xx,
-  time-outs, connection errors, malformed responses). A request that still fails comes back
+- :class:`ChatClient`: one chat request with retries (``tenacity``: 429 honouring
+  ``Retry-After``, 5xx, time-outs, connection errors, malformed responses; the ``openai``
+  client's own retries are off, so that each try is counted and a limiter can hold each one). A request that still fails comes back
   as a :class:`ChatResult` with ``error`` set: a counted failure, never an exception. Only
   errors no retry can fix (401/403 bad key, 404 unknown model or URL) raise
   :class:`EndpointError`, at once, because every later request would fail the same way.
@@ -25,9 +26,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
 import openai
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity.wait import wait_base
 
 from augscale.errors import AugscaleError
 from augscale.llm.batch import column, expand, failed_sample
@@ -60,8 +64,28 @@ class RetryPolicy:
         """Seconds to wait after failed try number ``attempt`` (1-based)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_backoff)
-        base = min(self.initial_backoff * self.multiplier ** (attempt - 1), self.max_backoff)
-        return base * (1 + self.jitter * random.random())
+        backoff = wait_exponential(multiplier=self.initial_backoff, exp_base=self.multiplier, max=self.max_backoff)
+        return backoff(SimpleNamespace(attempt_number=attempt)) * (1 + self.jitter * random.random())
+
+
+class _WaitRetryAfter(wait_base):
+    """tenacity wait: the policy's delay after the failed try, the server's ``Retry-After`` first."""
+
+    def __init__(self, policy: RetryPolicy):
+        self.policy = policy
+
+    def __call__(self, retry_state) -> float:
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        return self.policy.delay(retry_state.attempt_number, getattr(failure, "retry_after", None))
+
+
+class _Failure(Exception):
+    """One failed try: its kind (``rate_limited``, ``server_error``, ...), whether a retry may
+    help, and the wait the server asked for."""
+
+    def __init__(self, kind: str, detail: str, retryable: bool, retry_after: float | None = None):
+        super().__init__(f"{kind}: {detail}")
+        self.retryable, self.retry_after = retryable, retry_after
 
 
 @dataclass
@@ -197,32 +221,31 @@ class ChatClient:
 
     def _with_retries(self, call: Callable[[], tuple[Any, list[str]]]) -> ChatResult:
         start = time.monotonic()
-        error = None
-        for attempt in range(1, self.retry.max_attempts + 1):
+
+        def one_try() -> tuple[Any, list[str]]:
             try:
                 resp, texts = call()
-                if not texts:
-                    raise _Malformed("response has no choices")
-                usage = resp.usage
-                return ChatResult(texts=texts, finish_reasons=[c.finish_reason or "stop" for c in resp.choices],
-                                  prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                                  completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                                  attempts=attempt, seconds=time.monotonic() - start)
-            except _Malformed as e:
-                kind, retryable, retry_after, detail = "malformed_response", True, None, str(e)
             except (openai.OpenAIError, ValueError) as e:  # ValueError: a body that is not JSON
-                kind, retryable, retry_after = classify_error(e)
-                detail = _message(e)
-            error = f"{kind}: {detail}"
-            if not retryable or attempt == self.retry.max_attempts:
-                break
-            self.sleep(self.retry.delay(attempt, retry_after))
-        return ChatResult(attempts=attempt, seconds=time.monotonic() - start,
-                          error=f"{error} (after {attempt} attempt{'s' if attempt > 1 else ''})")
+                kind, retryable, retry_after = classify_error(e)  # 401/403/404 raise EndpointError
+                raise _Failure(kind, _message(e), retryable, retry_after) from e
+            if not texts:
+                raise _Failure("malformed_response", "response has no choices", True)
+            return resp, texts
 
-
-class _Malformed(Exception):
-    pass
+        retrying = Retrying(stop=stop_after_attempt(self.retry.max_attempts), wait=_WaitRetryAfter(self.retry),
+                            retry=retry_if_exception(lambda e: isinstance(e, _Failure) and e.retryable),
+                            sleep=self.sleep, reraise=True)
+        try:
+            resp, texts = retrying(one_try)
+        except _Failure as failure:
+            n = retrying.statistics.get("attempt_number", 1)
+            return ChatResult(attempts=n, seconds=time.monotonic() - start,
+                              error=f"{failure} (after {n} attempt{'s' if n > 1 else ''})")
+        usage = resp.usage
+        return ChatResult(texts=texts, finish_reasons=[c.finish_reason or "stop" for c in resp.choices],
+                          prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                          attempts=retrying.statistics.get("attempt_number", 1), seconds=time.monotonic() - start)
 
 
 def chat_many(client: ChatClient, requests: Sequence[Messages | str], *, concurrency: int = 8,
