@@ -76,6 +76,27 @@ def test_arm_generation_cost_is_its_share_of_the_strategy_spend(tmp_path):
     assert arm_generation(usage, "original", 0) == (0, 0.0)
 
 
+def test_finished_arm_with_other_settings_is_refused(tmp_path):
+    from augscale.config import ExperimentEvalConfig, TrainConfig, validate_config
+    from augscale.errors import AugscaleError
+    from augscale.experiment.runner import arm_settings, check_reusable
+
+    train = validate_config(TrainConfig, {"kind": "train", "task": {"name": "gsm8k"}, "model": {"path": "m"}})
+    ev = ExperimentEvalConfig()
+    settings = arm_settings(train, ev, [], {"path": "m"})
+    assert settings == arm_settings(train, ev, [], {"path": "m"})  # stable
+    arm = tmp_path / "arm"
+    assert not check_reusable(arm, settings)  # not finished: train it
+    arm.mkdir()
+    (arm / "result.json").write_text(json.dumps({"settings": settings}))
+    assert check_reusable(arm, settings)
+    other = arm_settings(train.model_copy(update={"seed": 7}), ev, [], {"path": "m"})
+    assert other != settings
+    with pytest.raises(AugscaleError, match="trained with other settings"):
+        check_reusable(arm, other)
+    assert arm_settings(train, ev, [tmp_path / "aug.parquet"], {"path": "m"}) != settings
+
+
 def _run(cfg: Path, env: dict, log: Path) -> subprocess.Popen:
     # Output to a file, not a pipe: Ray's progress logs would fill a pipe nobody reads and block the run.
     with open(log, "w") as fh:
@@ -114,6 +135,7 @@ def test_tiny_grid_killed_then_resumed(tmp_path, data_dir, cache_dir):
     assert all(after[n] == t for n, t in done_before.items())  # finished arms were not retrained
 
     results = {n: json.loads((out / "arms" / n / "result.json").read_text()) for n in after}
+    assert all(r["settings"] for r in results.values())
     assert {r["optimizer_steps"] for r in results.values()} == {3}  # the `steps` budget
     for seed in (0, 1):  # nested subsets: the smaller arm's rows are inside the larger one's
         small = set(pl.read_parquet(out / "arms" / f"n32-original-random-s{seed}" / "train" / "data" / "train.parquet")["id"])

@@ -152,8 +152,35 @@ def _write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def arm_settings(train_cfg: TrainConfig, eval_cfg, augmented_from: list[Path], model: dict[str, Any]) -> str:
+    """A hash of everything that decides an arm's result: its train config, the evaluation, the
+    augmented snapshots its rows come from and the initial model's settings."""
+    return content_hash({"train": train_cfg.model_dump(mode="json"), "eval": eval_cfg.model_dump(mode="json"),
+                         "augmented_from": sorted(str(p) for p in augmented_from), "model": model}, 16)
+
+
+def check_reusable(arm_dir: Path, settings: str) -> bool:
+    """True when the arm finished earlier with the same settings (reuse it).
+
+    Raises:
+        AugscaleError: it finished with other settings: reusing it would mix configs in one report.
+    """
+    result = arm_dir / "result.json"
+    if not result.is_file():
+        return False
+    before = json.loads(result.read_text()).get("settings")
+    if before is not None and before != settings:
+        from augscale.errors import AugscaleError
+
+        raise AugscaleError(
+            f"{arm_dir} was trained with other settings (the config changed since: train, eval, augmentation or "
+            f"model). Give the experiment a new out_dir, or delete {arm_dir} to retrain it.")
+    return True
+
+
 def run_arm(task: Task, arm: Arm, train_cfg: TrainConfig, *, eval_snapshot: Snapshot, eval_cfg, arm_dir: Path,
-            n_original: int, log: Log, generation: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+            n_original: int, log: Log, generation: dict[str, dict[str, float]] | None = None,
+            settings: str | None = None) -> dict[str, Any]:
     """Train then evaluate one arm; write items.parquet and, last, result.json."""
     from augscale.evaluate.run import evaluate_model
     from augscale.train.run import train_from_config
@@ -178,7 +205,7 @@ def run_arm(task: Task, arm: Arm, train_cfg: TrainConfig, *, eval_snapshot: Snap
         "n_augmented": n_augmented, "metrics": _headline_metrics(metrics),
         "train_tokens": summary.get("train_tokens"), "train_seconds": summary.get("train_seconds"),
         "optimizer_steps": summary.get("optimizer_steps"), "generation_tokens": gen_tokens, "cost_usd": gen_cost,
-        "checkpoint": summary["final"], "eval_dir": str(arm_dir / "eval"),
+        "checkpoint": summary["final"], "eval_dir": str(arm_dir / "eval"), "settings": settings,
     }
     _write_json(arm_dir / "result.json", result)
     log(f"[{arm.name}] " + ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items()
@@ -225,11 +252,20 @@ def run_ablation(cfg: AblateConfig, *, config_dir: Path, augment_fn: Callable[..
 
     if base.model.init is not None:
         model_dir = out / "model"
-        if not (model_dir / "config.json").is_file():
+        init = base.model.init.model_copy(update={"data": base.model.init.data.model_copy(
+            update={"snapshot": str(pool.path)})})
+        built_with = model_dir / "augscale_init.json"
+        wanted = json.dumps(init.model_dump(mode="json"), sort_keys=True)
+        if (model_dir / "config.json").is_file():
+            if built_with.is_file() and built_with.read_text() != wanted:
+                from augscale.errors import AugscaleError
+
+                raise AugscaleError(f"{model_dir} was built from another model.init; give the experiment a new "
+                                    f"out_dir, or delete {model_dir} and {out / 'arms'} to start over.")
+        else:
             log(f"building the initial model from model.init into {model_dir}")
-            init = base.model.init.model_copy(update={"data": base.model.init.data.model_copy(
-                update={"snapshot": str(pool.path)})})
             init_from_config(init, out_dir=model_dir)
+            built_with.write_text(wanted)
         model_path = str(model_dir)
     else:
         model_path = base.model.path
@@ -251,17 +287,19 @@ def run_ablation(cfg: AblateConfig, *, config_dir: Path, augment_fn: Callable[..
     generation = generation_usage(aug_paths)
     steps = cfg.budget.steps or steps_for(n0, base)
 
+    model_settings = base.model.model_dump(mode="json")
     for i, arm in enumerate(arms, 1):
         arm_dir = out / "arms" / arm.name
-        if (arm_dir / "result.json").is_file():
-            log(f"[{i}/{len(arms)}] {arm.name}: finished earlier, reused")
-            continue
-        log(f"[{i}/{len(arms)}] {arm.name}")
         train_cfg = arm_train_config(base, arm, pool=pool, augmented=augmented, model_path=model_path,
                                      budget_mode=cfg.budget.mode, epochs=cfg.budget.epochs, steps=steps,
                                      arm_dir=arm_dir)
+        settings = arm_settings(train_cfg, cfg.eval, aug_paths, model_settings)
+        if check_reusable(arm_dir, settings):
+            log(f"[{i}/{len(arms)}] {arm.name}: finished earlier, reused")
+            continue
+        log(f"[{i}/{len(arms)}] {arm.name}")
         run_arm(task, arm, train_cfg, eval_snapshot=snapshot, eval_cfg=cfg.eval, arm_dir=arm_dir,
-                n_original=n0, log=log, generation=generation)
+                n_original=n0, log=log, generation=generation, settings=settings)
 
     results, items = load_results(out)
     metrics = [m for m in ("accuracy", "format_validity", "reference_loss", "mean_output_tokens")
