@@ -277,6 +277,22 @@ def test_budget_stops_the_run_and_keeps_what_was_accepted(gsm8k_snapshot, tmp_pa
     assert not cached.created and sent == 0 and cached.snapshot.manifest["version"] == fm["version"]
 
 
+def test_cost_budget_stops_the_run(gsm8k_snapshot, tmp_path, ray_session):
+    """budget_usd as budget_tokens: at $1 per million tokens, $0.0025 is the 2,500 tokens above."""
+    from augscale.augment.run import run_augment
+
+    with FakeOpenAI(responder) as server:
+        cfg = validate_config(AugmentConfig, augment_config(
+            gsm8k_snapshot, tmp_path, server.url,
+            generator={"budget_usd": 0.0025, "price_input_per_mtok": 1.0, "price_output_per_mtok": 1.0}))
+        result = run_augment(cfg, progress=False)
+    m = result.snapshot.manifest
+    assert "cost budget spent" in m["stopped"]["evolve"]
+    usage = m["usage"]["evolve"]
+    assert usage["cost_usd"] == pytest.approx(usage["tokens"] / 1e6) and 0 < usage["cost_usd"] < 0.0025
+    assert m["counts"]["evolve"]["candidates"] == 6 and result.snapshot.read("train").height > 0
+
+
 def test_answer_augment_rows_keep_their_seed_question(gsm8k_snapshot, tmp_path, ray_session):
     """New solutions of the seeds' own questions pass the filters: dedup is on question and solution."""
     from augscale.augment.run import run_augment

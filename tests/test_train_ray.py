@@ -56,8 +56,10 @@ def check_run(summary: dict, run_dir: Path) -> list[dict]:
     assert Path(summary["best"]).name == f"epoch_{best['epoch']:03d}"
     assert Path(summary["final"]).name == "epoch_002"
 
-    # the final checkpoint is a plain HF folder
+    # the final checkpoint is a plain HF folder: safetensors weights, config, tokenizer
     final = summary["final"]
+    assert {"model.safetensors", "config.json", "generation_config.json"} <= {p.name for p in Path(final).iterdir()}
+    assert not any(p.suffix == ".bin" for p in Path(final).iterdir())
     tokenizer = AutoTokenizer.from_pretrained(final)
     model = AutoModelForCausalLM.from_pretrained(final)
     assert all(len(tokenizer.encode(t, add_special_tokens=False)) == 1 for t in SPECIAL)
