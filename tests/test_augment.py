@@ -138,6 +138,20 @@ def test_gsm8k_snapshot_rows_manifest_and_every_annotation(gsm8k_run, gsm8k_snap
     assert (s["path"], s["version"], s["rows"]) == (str(snap.path), snap.version, 150)
 
 
+@pytest.mark.slow
+def test_shipped_gsm8k_config_doubles_the_training_questions(data_dir, cache_dir, gsm8k_snapshot, ray_session):
+    """configs/augment/gsm8k_substitute.yaml as shipped (only the data and cache folders set):
+    at least 7,473 accepted new rows, every annotation of every one recomputed independently."""
+    cfg = load_config(REPO / "configs" / "augment" / "gsm8k_substitute.yaml", AugmentConfig,
+                      [f"data.data_dir={data_dir}", f"data.cache_dir={cache_dir}"])
+    result = run_augment(cfg, progress=False)
+    df = result.snapshot.read("train")
+    assert df.height >= 7473 and result.snapshot.manifest["counts"]["substitute"]["accepted"] == df.height
+    for row in df.iter_rows(named=True):
+        check_gsm8k_row(row["prompt"], row["target"], row["answer"])
+    assert df["prompt"].n_unique() == df.height
+
+
 def test_rerun_returns_cached_snapshot_without_work(gsm8k_run, data_dir, cache_dir):
     cfg, first = gsm8k_run
     work = Path(first.snapshot.manifest["strategies"]["substitute"]["work_dir"])
