@@ -180,8 +180,10 @@ def test_seed_file_with_test_questions_yields_no_contaminated_row(data_dir, cach
     test = gsm8k_snapshot.read("test").head(60).to_dicts()
     lines = [{"question": r["prompt"], "answer": r["target"]} for r in train]
     lines += [{"question": r["prompt"], "answer": r["target"]} for r in test[:30]]  # verbatim
-    for r in test[30:]:  # lightly edited: a word added in front, "and" spelled "&"... still 13-grams
-        lines.append({"question": "Now, " + r["prompt"].replace(" the ", " The "), "answer": r["target"]})
+    for i, r in enumerate(test[30:]):  # lightly edited: a word inserted mid-question, one in front, case
+        w = r["prompt"].split()
+        edited = " ".join(["Now,"] + w[:len(w) // 2] + [("really", "then", "also")[i % 3]] + w[len(w) // 2:])
+        lines.append({"question": edited.replace(" the ", " The "), "answer": r["target"]})
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text("".join(json.dumps(x) + "\n" for x in lines))
     out = run_augment(make_config(data_dir, cache_dir, max_seeds=None, target_size=1000, name="mixed"),
