@@ -237,6 +237,25 @@ def test_viggo_and_sql_substitute_produce_verified_rows(task, seeds, data_dir, c
     t = get_task(task)
     for row in df.iter_rows(named=True):
         assert t.verify(row).ok and row["parent_id"] and row["source"] == "substitute"
+    if task == "viggo":  # every swapped value: the new one is in the new sentence, the old one gone
+        from augscale.tasks.viggo import parse_mr
+
+        seeds_path = Path(out.snapshot.manifest["seed_snapshot"]["path"]) / "train.parquet"
+        parents = {r["id"]: r for r in pl.read_parquet(seeds_path).to_dicts()}
+        swapped = 0
+        for row in df.iter_rows(named=True):
+            old_mr, new_mr = parse_mr(parents[row["parent_id"]]["target"]), parse_mr(row["target"])
+            assert old_mr.function == new_mr.function and old_mr.names == new_mr.names
+            sentence = row["prompt"].lower()
+            for name in new_mr.names:
+                old_items = {v.strip().lower() for v in (old_mr.values(name) or "").split(",")} - {""}
+                new_items = {v.strip().lower() for v in (new_mr.values(name) or "").split(",")} - {""}
+                for item in new_items - old_items:
+                    assert item in sentence, (name, item, row["prompt"])
+                    swapped += 1
+                for item in old_items - new_items:
+                    assert not re.search(rf"\b{re.escape(item)}\b", sentence), (name, item, row["prompt"])
+        assert swapped >= df.height  # at least one value per row
     if task == "sql":
         from augscale.augment.substitute_sql import non_empty_on_synthesized
 
