@@ -168,14 +168,16 @@ def test_score_command_viggo_and_sql(tmp_path):
         {"id": 1, "prediction": "<SQL>SELECT name FROM head WHERE 56 < age</SQL>", "reference": ref, "context": ctx},
         {"id": 2, "prediction": "SELECT name FROM head WHERE age >= 56<END_A>", "reference": ref, "context": ctx},
         {"id": 3, "prediction": "DROP TABLE head", "reference": ref, "context": ctx},
+        {"id": 4, "prediction": "SELECT name FROM head", "reference": "SELECT name FROM head", "context": ctx},
     ])
     res = run_score("sql", str(preds), "--out", str(tmp_path / "rows.jsonl"))
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
-    assert summary["n"] == 3 and summary["execution_accuracy"] == pytest.approx(1 / 3)
-    assert summary["exact_match"] == 0 and "degenerate_references" in summary
+    assert summary["n"] == 4 and summary["execution_accuracy"] == pytest.approx(2 / 4)
+    assert summary["exact_match"] == pytest.approx(1 / 4)
+    assert summary["degenerate_references"] == 1  # item 4 returns the whole table on every database
     rows = [json.loads(x) for x in (tmp_path / "rows.jsonl").read_text().splitlines()]
-    assert [r["correct"] for r in rows] == [True, False, False]
+    assert [r["correct"] for r in rows] == [True, False, False, True]
     assert rows[0]["error"] is None and rows[1]["error"] and rows[2]["error"]
     assert set(rows[0]) >= {"id", "exact", "execution_correct", "correct", "error"}
     missing_ctx = write_jsonl(tmp_path / "m.jsonl", [{"id": 1, "prediction": ref, "reference": ref}])

@@ -181,6 +181,10 @@ def test_degenerate_reference_flag():
     assert whole == {"execution_correct": True, "error": None, "degenerate_reference": True}
     selective = execution_match(REFERENCE, REFERENCE, CONTEXT)
     assert selective["degenerate_reference"] is False
+    never = "SELECT name FROM people WHERE age > 30 AND age < 30"  # empty on every database
+    assert execution_match(never, never, CONTEXT)["degenerate_reference"] is True
+    # any prediction that also returns nothing passes: such an item cannot tell queries apart
+    assert execution_match("SELECT name FROM people WHERE 1 = 0", never, CONTEXT)["execution_correct"] is True
 
 
 def test_failing_reference_is_reported_not_raised():
