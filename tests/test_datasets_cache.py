@@ -133,6 +133,34 @@ def test_jsonl_task_columns_and_auto_splits(tmp_path):
     assert bad.returncode == 2 and "train.jsonl:1: missing field(s) ['question']" in bad.stderr
 
 
+def test_jsonl_task_reads_csv_and_parquet_with_a_context_column(tmp_path):
+    import csv
+
+    from augscale.datasets_cache import Snapshot
+
+    with (tmp_path / "train.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["doc", "q", "a"])
+        w.writerows([f"table t{i} (x INT)", f"question, {i}", f"answer {i}"] for i in range(200))
+    pl.DataFrame({"doc": ["schema z"] * 20, "q": [f"test q {i}" for i in range(20)],
+                  "a": [f"test a {i}" for i in range(20)]}).write_parquet(tmp_path / "test.parquet")
+    args = ["data", "prepare", "jsonl", "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c"),
+            "--input-col", "q", "--target-col", "a", "--name", "mixed"]
+    res = run_cli(*args, "--context-col", "doc", "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["rows"]["test"] == 20 and summary["rows"]["train"] + summary["rows"]["valid"] == 200
+    snap = Snapshot.open(Path(summary["path"]))
+    test = snap.read("test").sort("id")
+    assert test["context"].to_list() == ["schema z"] * 20 and test["prompt"][0].startswith("test q")
+    train = snap.read("train")
+    row = train.filter(pl.col("prompt") == "question, 7").row(0, named=True)  # the CSV's quoted comma kept
+    assert row["context"] == "table t7 (x INT)" and row["target"] == "answer 7"
+    # a Parquet file without the named column: the file and the columns it has
+    bad = run_cli(*args, "--context-col", "nope")
+    assert bad.returncode == 2 and "missing column(s) ['nope']" in bad.stderr
+
+
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch, data_dir):
     """A failure while writing leaves no snapshot folder behind (temp folder renamed into place only at the end)."""
     from augscale.datasets_cache import snapshot as snapmod
