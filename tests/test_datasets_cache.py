@@ -160,6 +160,26 @@ def test_jsonl_task_reads_csv_and_parquet_with_a_context_column(tmp_path):
     bad = run_cli(*args, "--context-col", "nope")
     assert bad.returncode == 2 and "missing column(s) ['nope']" in bad.stderr
 
+    # `data list`: with --cache-dir, and from AUGSCALE_CACHE_DIR
+    for listed in (run_cli("data", "list", "--cache-dir", str(tmp_path / "c"), "--json"),
+                   run_cli("data", "list", "--json", env={"AUGSCALE_CACHE_DIR": str(tmp_path / "c")})):
+        assert listed.returncode == 0, listed.stderr
+        items = json.loads(listed.stdout.strip().splitlines()[-1])["snapshots"]
+        assert [(i["task"], i["path"]) for i in items] == [("jsonl", summary["path"])]
+
+
+def test_default_cache_dir_is_the_user_cache_not_the_tree(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "AUGSCALE_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    _write(tmp_path / "data" / "train.jsonl", "".join(json.dumps({"input": f"q{i}", "target": "a"}) + "\n"
+                                                      for i in range(50)))
+    res = subprocess.run([sys.executable, "-m", "augscale.cli", "data", "prepare", "jsonl", "--data-dir",
+                          str(tmp_path / "data"), "--json"], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    path = Path(json.loads(res.stdout.strip().splitlines()[-1])["path"])
+    assert path.is_relative_to(tmp_path / "xdg" / "augscale")
+
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch, data_dir):
     """A failure while writing leaves no snapshot folder behind (temp folder renamed into place only at the end)."""
