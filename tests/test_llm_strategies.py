@@ -359,6 +359,9 @@ def test_templates_and_config_errors(server, monkeypatch, tmp_path):
     assert kwargs["generator"]["limit_share"] == 1.0  # one actor enforces the whole rate limit
     four = cls.init_kwargs(params, {"generator": GeneratorConfig(actors=2).model_dump(), "concurrency": 4})
     assert four["generator"]["limit_share"] == 0.25 and cls.ray_options(**four)["concurrency"] == 4
+    # with a budget, an actor's blocks run one at a time (in order); without, Ray's default overlap
+    budgeted = cls.init_kwargs(params, {"generator": GeneratorConfig(budget_usd=1.0).model_dump()})
+    assert cls.ray_options(**budgeted)["tasks_per_actor"] == 1 and "tasks_per_actor" not in cls.ray_options(**four)
     monkeypatch.delenv("AUGSCALE_LLM_MODEL")
     with pytest.raises(StrategyError, match="AUGSCALE_LLM_MODEL is empty"):
         cls.init_kwargs(params, {"generator": GeneratorConfig().model_dump()})

@@ -118,8 +118,13 @@ class LLMStrategy(Strategy):
 
     @classmethod
     def ray_options(cls, **kwargs: Any) -> dict[str, Any]:
+        """With a budget, each actor runs its blocks one at a time, in order: the budget then cuts
+        one block short, not several half-done ones (which a rerun would all redo)."""
         gen = kwargs.get("generator", {})
-        return {"num_cpus": float(gen.get("cpus_per_actor", 0.5)), "concurrency": int(gen.get("actors", 1))}
+        options = {"num_cpus": float(gen.get("cpus_per_actor", 0.5)), "concurrency": int(gen.get("actors", 1))}
+        if gen.get("budget_tokens") is not None or gen.get("budget_usd") is not None:
+            options["tasks_per_actor"] = 1
+        return options
 
     @classmethod
     def budget_exhausted(cls, usage: dict[str, float], **kwargs: Any) -> str | None:

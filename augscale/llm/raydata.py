@@ -12,19 +12,20 @@ import inspect
 from typing import Any, Callable
 
 
-def _compute(is_class: bool, concurrency: int | tuple[int, int] | None):
+def _compute(is_class: bool, concurrency: int | tuple[int, int] | None, tasks_per_actor: int | None = None):
     """``concurrency`` (n, or (min, max)) -> Ray's compute strategy object (None: Ray's default)."""
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
     if is_class:
         if concurrency is None:
             concurrency = 1  # one actor holding the model; Ray's default autoscales without bound
+        per_actor = {"max_tasks_in_flight_per_actor": tasks_per_actor} if tasks_per_actor else {}
         if isinstance(concurrency, int):
-            return ActorPoolStrategy(size=concurrency)
+            return ActorPoolStrategy(size=concurrency, **per_actor)
         if len(concurrency) == 2:
-            return ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
+            return ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1], **per_actor)
         lo, hi, initial = concurrency
-        return ActorPoolStrategy(min_size=lo, max_size=hi, initial_size=initial)
+        return ActorPoolStrategy(min_size=lo, max_size=hi, initial_size=initial, **per_actor)
     if concurrency is None:
         return None
     if not isinstance(concurrency, int):
@@ -34,7 +35,8 @@ def _compute(is_class: bool, concurrency: int | tuple[int, int] | None):
 
 def map_batches(ds, fn_or_class: Callable | type, *, batch_size: int | None, concurrency: int | tuple | None = None,
                 num_cpus: float | None = None, num_gpus: float | None = None,
-                fn_constructor_kwargs: dict[str, Any] | None = None, **kw: Any):
+                fn_constructor_kwargs: dict[str, Any] | None = None, tasks_per_actor: int | None = None,
+                **kw: Any):
     """Apply a function (Ray tasks) or a callable class (an actor pool) to batches of ``ds``.
 
     Args:
@@ -46,6 +48,8 @@ def map_batches(ds, fn_or_class: Callable | type, *, batch_size: int | None, con
             autoscaling, or ``(min, max, initial)``; for a function, at most ``n`` tasks at once.
         num_cpus, num_gpus: resources reserved per actor or task (``num_gpus=1``: one GPU per model copy).
         fn_constructor_kwargs: keyword arguments of the class's ``__init__`` (classes only).
+        tasks_per_actor: batches an actor holds at once (classes only; None: Ray's default, 4).
+            1 runs each actor's batches one after another, in the order it gets them.
         **kw: passed through to ``Dataset.map_batches`` (``batch_format``, ``zero_copy_batch``,
             ``runtime_env``, ``memory``, ...).
 
@@ -59,7 +63,7 @@ def map_batches(ds, fn_or_class: Callable | type, *, batch_size: int | None, con
     if fn_constructor_kwargs and not is_class:
         raise ValueError("fn_constructor_kwargs is only for a callable class, not a function")
     args: dict[str, Any] = {"batch_size": batch_size, **kw}
-    compute = _compute(is_class, concurrency)
+    compute = _compute(is_class, concurrency, tasks_per_actor)
     if compute is not None:
         args["compute"] = compute
     if num_cpus is not None:
