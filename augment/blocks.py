@@ -117,7 +117,7 @@ class BlockRunner:
             rows = run_block(self.task, self.strategy, seeds)
             usage = self.strategy.block_usage()
             info = {"seconds": round(time.time() - started, 3), "seeds": len(seeds), "usage": usage}
-            if usage.get("skipped_for_budget"):  # the actor's own reason: other blocks it ran spent too
+            if usage.get("skipped_for_budget"):  # this actor spent its share of the budget: say how much
                 info["stopped"] = self.strategy.budget_spent()
             info = json.dumps(info)
             for r in rows:

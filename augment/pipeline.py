@@ -267,7 +267,7 @@ def _run_strategy(task: Task, spec: StrategySpec, plan: list[dict[str, int]], *,
                 info = json.loads(table["_block_info"][0].as_py())
                 spent = Counter({k: v for k, v in (info.get("usage") or {}).items() if isinstance(v, (int, float))})
                 if spent.get("skipped_for_budget"):  # cut short by a budget: not finished, a rerun redoes it
-                    # an actor reached its share (blocks still running beside this one spent too)
+                    # the actor reached its share; other actors' blocks may leave the total below the budget
                     return (spec.cls.budget_exhausted(dict(usage + spent), **spec.kwargs)
                             or f"a worker spent its share of the budget left ({info.get('stopped')}); "
                                f"{int(usage.get('tokens', 0)):,} tokens went into finished blocks")

@@ -97,6 +97,19 @@ def test_finished_arm_with_other_settings_is_refused(tmp_path):
     assert arm_settings(train, ev, [tmp_path / "aug.parquet"], {"path": "m"}) != settings
 
 
+def test_report_on_a_folder_that_is_no_run_says_so(tmp_path):
+    def report(folder):
+        return subprocess.run([sys.executable, "-m", "augscale.cli", "report", str(folder)], capture_output=True,
+                              text=True, timeout=120)
+
+    res = report(tmp_path / "missing")
+    assert res.returncode == 2 and "not an ablation run folder (no config.yaml" in res.stderr
+    assert "Traceback" not in res.stderr
+    (tmp_path / "config.yaml").write_text("kind: ablate\narms: {sizes: [1]\n")  # broken YAML
+    res = report(tmp_path)
+    assert res.returncode == 2 and f"{tmp_path / 'config.yaml'}:" in res.stderr and "not valid YAML" in res.stderr
+
+
 def _run(cfg: Path, env: dict, log: Path) -> subprocess.Popen:
     # Output to a file, not a pipe: Ray's progress logs would fill a pipe nobody reads and block the run.
     with open(log, "w") as fh:

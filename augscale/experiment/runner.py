@@ -33,6 +33,7 @@ import yaml
 from augscale.config import AblateConfig, TrainConfig, load_config, validate_config
 from augscale.datasets_cache import Snapshot, resolve_snapshot, write_snapshot
 from augscale.datasets_cache.snapshot import content_hash
+from augscale.errors import AugscaleError
 from augscale.experiment.grid import Arm, arm_sizes, enumerate_arms
 from augscale.tasks import Task
 
@@ -170,8 +171,6 @@ def check_reusable(arm_dir: Path, settings: str) -> bool:
         return False
     before = json.loads(result.read_text()).get("settings")
     if before is not None and before != settings:
-        from augscale.errors import AugscaleError
-
         raise AugscaleError(
             f"{arm_dir} was trained with other settings (the config changed since: train, eval, augmentation or "
             f"model). Give the experiment a new out_dir, or delete {arm_dir} to retrain it.")
@@ -258,8 +257,6 @@ def run_ablation(cfg: AblateConfig, *, config_dir: Path, augment_fn: Callable[..
         wanted = json.dumps(init.model_dump(mode="json"), sort_keys=True)
         if (model_dir / "config.json").is_file():
             if built_with.is_file() and built_with.read_text() != wanted:
-                from augscale.errors import AugscaleError
-
                 raise AugscaleError(f"{model_dir} was built from another model.init; give the experiment a new "
                                     f"out_dir, or delete {model_dir} and {out / 'arms'} to start over.")
         else:
@@ -325,12 +322,12 @@ def report_only(run_dir: Path) -> Path:
     from augscale.evaluate.report import load_results, write_report
 
     run_dir = Path(run_dir)
-    cfg = validate_config(AblateConfig, yaml.safe_load((run_dir / "config.yaml").read_text()),
-                          str(run_dir / "config.yaml"))
+    if not (run_dir / "config.yaml").is_file():
+        raise AugscaleError(f"{run_dir}: not an ablation run folder (no config.yaml; `augscale ablate` writes one "
+                            "in its out_dir)")
+    cfg = load_config(run_dir / "config.yaml", AblateConfig)
     results, items = load_results(run_dir)
     if not results:
-        from augscale.errors import AugscaleError
-
         raise AugscaleError(f"{run_dir}: no finished arms (arms/*/result.json) to report on")
     n0 = next((r["n_train"] for r in results if r.get("baseline")), results[0]["n_original"])
     metrics = [m for m in ("accuracy", "format_validity", "reference_loss", "mean_output_tokens")

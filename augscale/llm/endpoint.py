@@ -4,10 +4,10 @@ Three layers, each usable alone:
 
 - :class:`ChatClient`: one chat request with retries (``tenacity``: 429 honouring
   ``Retry-After``, 5xx, time-outs, connection errors, malformed responses; the ``openai``
-  client's own retries are off, so that each try is counted and a limiter can hold each one). A request that still fails comes back
-  as a :class:`ChatResult` with ``error`` set: a counted failure, never an exception. Only
-  errors no retry can fix (401/403 bad key, 404 unknown model or URL) raise
-  :class:`EndpointError`, at once, because every later request would fail the same way.
+  client's own retries are off, so that each try is counted and a limiter can hold each one).
+  A request that still fails comes back as a :class:`ChatResult` with ``error`` set: a counted
+  failure, never an exception. Only errors no retry can fix (401/403 bad key, 404 unknown model
+  or URL) raise :class:`EndpointError`, at once, because every later request would fail the same way.
   :meth:`ChatClient.complete` is the same for text completions (a raw prompt, no chat template).
 - :func:`chat_many`: many requests with a bounded number in flight, results in input order.
 - :class:`EndpointGenerator`: a Ray Data callable class with the columns of
@@ -26,11 +26,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
 import openai
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
 from augscale.errors import AugscaleError
@@ -64,8 +63,8 @@ class RetryPolicy:
         """Seconds to wait after failed try number ``attempt`` (1-based)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_backoff)
-        backoff = wait_exponential(multiplier=self.initial_backoff, exp_base=self.multiplier, max=self.max_backoff)
-        return backoff(SimpleNamespace(attempt_number=attempt)) * (1 + self.jitter * random.random())
+        base = min(self.initial_backoff * self.multiplier ** (attempt - 1), self.max_backoff)
+        return base * (1 + self.jitter * random.random())
 
 
 class _WaitRetryAfter(wait_base):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path

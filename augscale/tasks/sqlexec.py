@@ -660,7 +660,9 @@ def synthesize_databases(
     the reference uses that the context leaves out (:func:`_complete_schema`). Every column
     compared with a literal gets the literal and its neighbours (numbers +-1; strings in other
     letter case and a longer string; LIKE patterns filled in), and the last rows of its table
-    satisfy the conditions. Join keys, IN-subquery and set-operation columns share a domain of
+    satisfy the conditions, followed by boundary rows: copies of those with one compared column
+    moved next to its literal (:func:`_boundary_rows`), so that ``>`` and ``>=`` differ even under
+    ``AND``. Join keys, IN-subquery and set-operation columns share a domain of
     keys whose size changes from database to database (``rows_per_table``, 3, half of it), so
     that joins match and anti-joins (NOT IN, EXCEPT) keep rows on some database. Columns
     compared to numbers, summed or averaged get numbers even when declared VARCHAR (stored as
